@@ -1,0 +1,1 @@
+"""ganserve: train GANs on request and serve their generators over HTTP."""

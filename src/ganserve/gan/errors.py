@@ -1,0 +1,34 @@
+"""Exceptions raised by the ML core. Every one derives from GanError."""
+
+from __future__ import annotations
+
+
+class GanError(Exception):
+    """Base class of every error the ML core raises."""
+
+
+class ConfigError(GanError, ValueError):
+    """A training or sampling option is invalid; names the field and the valid choices."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class DatasetError(GanError):
+    """A dataset is unknown, missing its files, or malformed."""
+
+
+class CheckpointError(GanError):
+    """A checkpoint or exported generator is missing, torn, or not in our format."""
+
+
+class DivergenceError(GanError):
+    """A loss became NaN or infinite; training cannot continue."""
+
+    def __init__(self, step: int, losses: dict[str, float]) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in losses.items())
+        super().__init__(f"training diverged at step {step}: non-finite loss ({shown})")
+        self.step = step
+        self.losses = losses

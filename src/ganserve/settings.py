@@ -1,0 +1,87 @@
+"""The one settings class of every ganserve process, read from the environment.
+
+Operators rely on these names: GANSERVE_DATA_DIR, DATABASE_URL, REDIS_URL, GANSERVE_API_KEYS.
+Every other setting is GANSERVE_<FIELD NAME>. `.env.example` lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GANSERVE_", extra="ignore")
+
+    # Where the SQLite file, artifacts (checkpoints, exported generators) and datasets live.
+    data_dir: Path = Path("ganserve-data")
+    # SQLAlchemy URL of the metadata database; unset = SQLite file in data_dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "GANSERVE_DATABASE_URL")
+    )
+    # Redis broker and event bus; unset = `ganserve up` starts a private server.
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "GANSERVE_REDIS_URL")
+    )
+    # Bearer tokens accepted on mutating routes; comma-separated; empty = no authentication.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Also require a key to sample when keys are configured.
+    protect_sampling: bool = False
+
+    # HTTP bind address of `ganserve api` / `ganserve up`.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Generators kept loaded in each API process (least recently used evicted).
+    generator_cache_size: int = Field(default=8, ge=1, le=256)
+    # Sampling bounds: images per request, integer upscale factor, pixels per response.
+    max_samples_per_request: int = Field(default=256, ge=1, le=10_000)
+    max_bulk_samples: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_scale: int = Field(default=16, ge=1, le=64)
+    max_output_pixels: int = Field(default=16_777_216, ge=64)  # 4096 x 4096
+    # Torch intra-op threads per API process (1 is fastest for small generators).
+    torch_threads: int = Field(default=1, ge=1, le=256)
+
+    # Seconds a training task may run before Celery kills it.
+    job_time_limit_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # Seconds between progress writes to the database (events are published as often).
+    progress_interval_s: float = Field(default=1.0, gt=0)
+    # Torch device used by the worker when a spec says "auto".
+    worker_device: str = "auto"
+
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ganserve.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        # Above the job time limit, so Redis never redelivers a task that is still running.
+        return self.job_time_limit_s + 3600
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
