@@ -63,7 +63,9 @@ def _validate_device(value: object) -> None:
         return
     if value.startswith("cuda:") and value[5:].isdigit():
         return
-    raise ConfigError("device", f"invalid value {value!r}; valid choices are: auto, cpu, cuda, cuda:N")
+    raise ConfigError(
+        "device", f"invalid value {value!r}; valid choices are: auto, cpu, cuda, cuda:N"
+    )
 
 
 def _from_dict(cls: type[Any], data: dict[str, Any]) -> Any:

@@ -1,0 +1,1 @@
+"""The `ganserve` command line."""

@@ -1,0 +1,249 @@
+"""Checkpoints (full training state) and exported generators (what gets served).
+
+Checkpoint: one `step-000001000.pt` file per save, a dict of tensors and plain values written
+with torch.save and read back only with `weights_only=True` (no code is ever unpickled).
+Writes are atomic: temporary file in the same folder, fsync, os.replace, fsync of the folder.
+A torn or foreign file is skipped by `load_latest_checkpoint`, which falls back to the
+previous one.
+
+Exported generator: `generator.safetensors` (EMA G's tensors) + `generator.json` (the
+ModelSpec that rebuilds the network, noise spec, classes, dataset, step, sha256 of the
+tensors file). The JSON is written last, so its presence marks a complete export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+from ganserve.gan.config import ModelSpec, TrainConfig
+from ganserve.gan.errors import CheckpointError, ConfigError
+from ganserve.gan.models import Generator
+from ganserve.gan.state import TrainState, build_state
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+EXPORT_FORMAT = "ganserve-generator"
+EXPORT_FORMAT_VERSION = 1
+EXPORT_WEIGHTS = "generator.safetensors"
+EXPORT_DESCRIPTION = "generator.json"
+_CHECKPOINT_NAME = re.compile(r"^step-(\d{9})\.pt$")
+_REQUIRED_KEYS = (
+    "format_version",
+    "step",
+    "config",
+    "spec",
+    "generator",
+    "discriminator",
+    "generator_ema",
+    "opt_g",
+    "opt_d",
+    "rng",
+)
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _refuse_unsafe_torch_load() -> None:
+    # This variable makes torch.load ignore weights_only=True, i.e. unpickle arbitrary code.
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").strip() not in ("", "0"):
+        raise CheckpointError(
+            "refusing to load: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set, which would let "
+            "torch.load run code from a checkpoint; unset it"
+        )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    return folder / f"step-{step:09d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint file in folder, oldest first (temp files ignored)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _CHECKPOINT_NAME.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def save_checkpoint(state: TrainState, folder: Path, keep: int | None = None) -> Path:
+    """Write the full training state atomically; keep the newest `keep` checkpoints."""
+    payload: dict[str, Any] = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "step": state.step,
+        "config": state.config.to_dict(),
+        "spec": state.spec.to_dict(),
+        "generator": state.generator.state_dict(),
+        "discriminator": state.discriminator.state_dict(),
+        "generator_ema": state.generator_ema.state_dict(),
+        "opt_g": state.opt_g.state_dict(),
+        "opt_d": state.opt_d.state_dict(),
+        "rng": {"noise": state.noise_rng.get_state()},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    path = checkpoint_path(folder, state.step)
+    write_atomic(path, buffer.getvalue())
+    keep = state.config.keep_checkpoints if keep is None else keep
+    for _, old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _upgrade(payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older checkpoint format to the current one (the one place that knows them)."""
+    version = payload.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"unsupported checkpoint format version {version!r}; "
+            f"this ganserve reads version {CHECKPOINT_FORMAT_VERSION}"
+        )
+    return payload
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The validated payload of one checkpoint file (tensors on the CPU)."""
+    _refuse_unsafe_torch_load()
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torn zip, foreign pickle, anything torch refuses
+        raise CheckpointError(f"{path.name} is not a loadable checkpoint: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path.name} does not hold a checkpoint dictionary")
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path.name} is missing {', '.join(missing)}")
+    return _upgrade(payload)
+
+
+def state_from_payload(payload: dict[str, Any], device: torch.device) -> TrainState:
+    """Rebuild networks, optimizers and random streams from a checkpoint payload alone."""
+    try:
+        config = TrainConfig.from_dict(payload["config"])
+        spec = ModelSpec.from_dict(payload["spec"])
+        state = build_state(config, spec, device)
+        state.generator.load_state_dict(payload["generator"])
+        state.discriminator.load_state_dict(payload["discriminator"])
+        state.generator_ema.load_state_dict(payload["generator_ema"])
+        state.opt_g.load_state_dict(payload["opt_g"])
+        state.opt_d.load_state_dict(payload["opt_d"])
+        state.noise_rng.set_state(payload["rng"]["noise"])
+        state.step = int(payload["step"])
+    except (ConfigError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint does not match its own description: {exc}") from exc
+    return state
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> TrainState:
+    return state_from_payload(read_checkpoint(path), torch.device(device))
+
+
+def load_latest_checkpoint(folder: Path, device: torch.device | str = "cpu") -> TrainState | None:
+    """The newest checkpoint that loads; unreadable ones are skipped with a warning."""
+    for step, path in reversed(list_checkpoints(folder)):
+        try:
+            return load_checkpoint(path, device)
+        except CheckpointError as exc:
+            log.warning("skipping checkpoint at step %d: %s", step, exc)
+    return None
+
+
+# ----------------------------------------------------------------------------- exports
+
+
+@dataclass(frozen=True)
+class LoadedGenerator:
+    generator: Generator  # eval mode, on the requested device
+    description: dict[str, Any]  # the generator.json contents
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.generator.spec
+
+
+def export_generator(state: TrainState, folder: Path, dataset: str) -> dict[str, Any]:
+    """Write EMA G as safetensors + JSON description into folder; returns the description."""
+    tensors = {
+        k: v.detach().cpu().contiguous() for k, v in state.generator_ema.state_dict().items()
+    }
+    weights = safetensors.torch.save(tensors)
+    description = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "spec": state.spec.to_dict(),
+        "dataset": dataset,
+        "step": state.step,
+        "train_config": state.config.to_dict(),
+        "sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    write_atomic(folder / EXPORT_WEIGHTS, weights)
+    write_atomic(folder / EXPORT_DESCRIPTION, json.dumps(description, indent=2).encode())
+    return description
+
+
+def load_generator(folder: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
+    """Rebuild an exported generator from JSON + safetensors; verifies the content hash."""
+    try:
+        description = json.loads((folder / EXPORT_DESCRIPTION).read_text())
+        weights = (folder / EXPORT_WEIGHTS).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"no readable exported generator in {folder}: {exc}") from exc
+    if not isinstance(description, dict) or description.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{folder / EXPORT_DESCRIPTION} is not a ganserve generator")
+    if description.get("format_version") != EXPORT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"unsupported generator format version {description.get('format_version')!r}"
+        )
+    if hashlib.sha256(weights).hexdigest() != description.get("sha256"):
+        raise CheckpointError(f"{folder / EXPORT_WEIGHTS} does not match its recorded sha256")
+    try:
+        spec = ModelSpec.from_dict(description["spec"])
+        tensors = safetensors.torch.load(weights)
+        generator = Generator(spec)
+        generator.load_state_dict(tensors, strict=True)
+    except Exception as exc:  # malformed header, wrong shapes, bad spec
+        raise CheckpointError(f"cannot rebuild the generator in {folder}: {exc}") from exc
+    return LoadedGenerator(generator.to(device).eval().requires_grad_(False), description)

@@ -1,0 +1,165 @@
+"""Generators and discriminators, read top to bottom: small blocks first, whole networks last.
+
+Both architectures take (z, labels) in G and (x, labels) in D; labels are None for
+unconditional models. Conditioning (cGAN):
+- G: a learned class embedding (noise_dim wide) is concatenated to z.
+- D: projection discriminator (Miyato & Koyama 2018): logit = linear(h) + <embed(y), h>,
+  where h is D's last hidden feature vector. It needs no extra input channels and trains
+  more stably than concatenation.
+D returns raw logits (B,); the sigmoid of the reference model lives in the BCE loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ganserve.gan.config import ModelSpec
+
+LEAK = 0.2
+KERAS_BN_MOMENTUM = 0.2  # Keras momentum 0.8 == PyTorch momentum 0.2
+KERAS_BN_EPS = 1e-3  # Keras' BatchNormalization default epsilon
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+class LabelConcat(nn.Module):
+    """(B, noise_dim) z and (B,) labels -> (B, 2 * noise_dim) input of a conditional G."""
+
+    def __init__(self, num_classes: int, noise_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, noise_dim)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([z, self.embed(labels)], dim=1)
+
+
+class ProjectionHead(nn.Module):
+    """(B, F) features [+ (B,) labels] -> (B,) logits; projection term when conditional."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if num_classes > 0 else None
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        logits = self.linear(h).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("a conditional discriminator needs labels")
+            logits = logits + (self.embed(labels) * h).sum(dim=1)
+        return logits
+
+
+def _mlp_g_block(fan_in: int, fan_out: int) -> list[nn.Module]:
+    # Keras order of the reference model: Dense -> LeakyReLU -> BatchNorm
+    return [
+        nn.Linear(fan_in, fan_out),
+        nn.LeakyReLU(LEAK),
+        nn.BatchNorm1d(fan_out, momentum=KERAS_BN_MOMENTUM, eps=KERAS_BN_EPS),
+    ]
+
+
+def _up_block(c_in: int, c_out: int) -> list[nn.Module]:
+    # (B, c_in, s, s) -> (B, c_out, 2s, 2s)
+    return [
+        nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _down_block(c_in: int, c_out: int) -> list[nn.Module]:
+    # (B, c_in, 2s, 2s) -> (B, c_out, s, s); no BatchNorm in D, so the WGAN-GP penalty is valid
+    return [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(LEAK, inplace=True)]
+
+
+def _dcgan_plan(image_size: int) -> tuple[int, int]:
+    """(seed size, number of doublings): 32 -> (4, 3), 28 -> (7, 2), 8 -> (4, 1)."""
+    for seed in (4, 7):
+        doublings = math.log2(image_size / seed)
+        if doublings >= 1 and doublings.is_integer():
+            return seed, int(doublings)
+    raise ValueError(f"dcgan cannot build {image_size} px images")
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class Generator(nn.Module):
+    """(B, noise_dim) z [+ (B,) labels] -> (B, C, H, W) images in [-1, 1]."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.condition = LabelConcat(spec.num_classes, spec.noise_dim) if spec.conditional else None
+        fan_in = spec.noise_dim * (2 if spec.conditional else 1)
+        c, s = spec.channels, spec.image_size
+        if spec.architecture == "mlp":
+            # z -> 256 -> 512 -> 1024 -> C*H*W, the reference model
+            self.net: nn.Module = nn.Sequential(
+                *_mlp_g_block(fan_in, 256),
+                *_mlp_g_block(256, 512),
+                *_mlp_g_block(512, 1024),
+                nn.Linear(1024, c * s * s),
+                nn.Tanh(),
+            )
+        else:
+            seed, doublings = _dcgan_plan(s)
+            widths = [spec.dcgan_width * 2 ** (doublings - 1 - i) for i in range(doublings)]
+            layers: list[nn.Module] = [
+                nn.Linear(fan_in, widths[0] * seed * seed, bias=False),
+                nn.Unflatten(1, (widths[0], seed, seed)),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+            ]
+            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+                layers += _up_block(w_in, w_out)
+            layers += [nn.ConvTranspose2d(widths[-1], c, 4, stride=2, padding=1), nn.Tanh()]
+            self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.condition is not None:
+            if labels is None:
+                raise ValueError("a conditional generator needs labels")
+            z = self.condition(z, labels)
+        out: torch.Tensor = self.net(z)
+        return out.view(z.shape[0], *self.spec.image_shape)
+
+
+class Discriminator(nn.Module):
+    """(B, C, H, W) images [+ (B,) labels] -> (B,) logits (real > 0 > fake for BCE)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        c, s = spec.channels, spec.image_size
+        if spec.architecture == "mlp":
+            # C*H*W -> 512 -> 256 -> 1, the reference model
+            self.features: nn.Module = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(c * s * s, 512),
+                nn.LeakyReLU(LEAK),
+                nn.Linear(512, 256),
+                nn.LeakyReLU(LEAK),
+            )
+            feature_dim = 256
+        else:
+            seed, doublings = _dcgan_plan(s)
+            widths = [spec.dcgan_width * 2**i for i in range(doublings)]
+            layers: list[nn.Module] = _down_block(c, widths[0])
+            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+                layers += _down_block(w_in, w_out)
+            layers.append(nn.Flatten())
+            self.features = nn.Sequential(*layers)
+            feature_dim = widths[-1] * seed * seed
+        self.head = ProjectionHead(feature_dim, spec.num_classes)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x), labels)
+
+
+def build_models(spec: ModelSpec) -> tuple[Generator, Discriminator]:
+    return Generator(spec), Discriminator(spec)

@@ -1,0 +1,1 @@
+"""The Celery worker: receives `ganserve.train` messages and runs the engine."""
