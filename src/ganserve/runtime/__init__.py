@@ -1,0 +1,1 @@
+"""Local processes: the embedded broker and the supervisor behind `ganserve up`."""

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: real processes for end-to-end tests."""
