@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # Torch intra-op threads per API process (1 is fastest for small generators).
     torch_threads: int = Field(default=1, ge=1, le=256)
 
+    # Celery queue the API sends training tasks to and workers consume (route GPU pools here).
+    training_queue: str = "ganserve"
     # Seconds a training task may run before Celery kills it.
     job_time_limit_s: int = Field(default=7 * 24 * 3600, ge=60)
     # Seconds between progress writes to the database (events are published as often).

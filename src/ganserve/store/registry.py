@@ -1,0 +1,388 @@
+"""The model registry: versions that finished jobs export, and aliases pointing at them.
+
+Versions are numbered 1, 2, 3, ... per model name and never reused: deleting a version only
+sets its `deleted_at`, and the next version is one more than the highest ever registered.
+A job registers at most one version, ever (`register_version` is idempotent per job).
+A model exists while it has at least one live (not deleted) version.
+
+Aliases: `latest` is implicit (the newest live version) and cannot be set or deleted; other
+aliases (`production`, `best`, ...) are stored, and removed when their version is deleted.
+
+Return types: single versions are ORM `ModelVersion` objects (sessions from
+`make_session_factory` keep them readable after commit); whole models are frozen dataclasses
+(`ModelSummary`, `ModelDetail`). Functions flush; the caller commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    String,
+    Text,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ganserve.store.errors import InvalidValueError, NotFoundError
+from ganserve.store.names import validate_alias, validate_model_name
+from ganserve.store.tables import JSONType, ModelAlias, ModelVersion, UTCDateTime, utcnow
+
+LATEST = "latest"
+_VERSION_REF = re.compile(r"^v?([0-9]{1,9})$")
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model in the registry listing."""
+
+    name: str
+    versions: int  # live versions
+    latest_version: int
+    aliases: dict[str, int]  # includes the implicit `latest`
+    created_at: datetime  # first live version
+    updated_at: datetime  # newest live version or alias change
+
+
+@dataclass(frozen=True)
+class ModelDetail:
+    """One model with its live versions (oldest first) and aliases."""
+
+    name: str
+    versions: list[ModelVersion]
+    aliases: dict[str, int]  # includes the implicit `latest`
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def latest_version(self) -> int:
+        return self.versions[-1].version
+
+
+def default_artifact_path(name: str, version: int) -> str:
+    """Where a version's files go, relative to the artifacts dir (= ArtifactStore.model_dir)."""
+    return f"models/{name}/v{version}"
+
+
+def register_version(
+    session: Session,
+    name: str,
+    job_id: str | None,
+    step: int,
+    artifact_path: str | None,
+    description: Mapping[str, Any],
+    metrics: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+) -> ModelVersion:
+    """Register the next version of `name`, or return the one `job_id` already registered.
+
+    `artifact_path` is relative to the artifacts dir; None = `models/<name>/v<version>`.
+    The existing version is returned even if it was deleted since (a job never registers
+    twice).
+    """
+    validate_model_name(name)
+    now = now or utcnow()
+    if job_id is not None:
+        existing = _version_of_job(session, job_id)
+        if existing is not None:
+            return existing
+    _lock_model_name(session, name)
+    next_version = (
+        select(func.coalesce(func.max(ModelVersion.version), 0) + 1)
+        .where(ModelVersion.name == name)
+        .scalar_subquery()
+    )
+    source = select(
+        literal(name, String()),
+        next_version,
+        literal(job_id, String()),
+        literal(step, Integer()),
+        literal(artifact_path or "", Text()),
+        literal(dict(description), JSONType),
+        literal(dict(metrics or {}), JSONType),
+        literal(now, UTCDateTime()),
+    )
+    if job_id is not None:
+        # One statement: on SQLite it runs under the write lock, so it is atomic by itself.
+        source = source.where(~exists().where(ModelVersion.job_id == job_id))
+    columns = [
+        "name",
+        "version",
+        "job_id",
+        "step",
+        "artifact_path",
+        "description",
+        "metrics",
+        "created_at",
+    ]
+    inserted = session.execute(
+        insert(ModelVersion).from_select(columns, source).returning(ModelVersion.id)
+    ).first()
+    if inserted is None:  # a concurrent call for the same job won
+        existing = _version_of_job(session, job_id) if job_id is not None else None
+        if existing is None:
+            raise AssertionError(f"no version registered for job {job_id!r}")
+        return existing
+    version_id = int(inserted[0])
+    if artifact_path is None:
+        number = session.scalar(select(ModelVersion.version).where(ModelVersion.id == version_id))
+        assert number is not None
+        session.execute(
+            update(ModelVersion)
+            .where(ModelVersion.id == version_id)
+            .values(artifact_path=default_artifact_path(name, number))
+            .execution_options(synchronize_session=False)
+        )
+    result = session.get(ModelVersion, version_id, populate_existing=True)
+    assert result is not None
+    return result
+
+
+def list_models(session: Session) -> list[ModelSummary]:
+    """Every model with at least one live version, by name."""
+    rows = session.execute(
+        select(
+            ModelVersion.name,
+            func.count(),
+            func.max(ModelVersion.version),
+            func.min(ModelVersion.created_at),
+            func.max(ModelVersion.created_at),
+        )
+        .where(ModelVersion.deleted_at.is_(None))
+        .group_by(ModelVersion.name)
+        .order_by(ModelVersion.name)
+    ).all()
+    aliases: dict[str, dict[str, int]] = {}
+    alias_updated: dict[str, datetime] = {}
+    for alias in _live_aliases(session, None):
+        aliases.setdefault(alias.name, {})[alias.alias] = alias.version
+        alias_updated[alias.name] = max(
+            alias_updated.get(alias.name, alias.updated_at), alias.updated_at
+        )
+    summaries = []
+    for name, count, latest, created, newest in rows:
+        updated = max(newest, alias_updated.get(name, newest))
+        summaries.append(
+            ModelSummary(
+                name=name,
+                versions=int(count),
+                latest_version=int(latest),
+                aliases={LATEST: int(latest), **dict(sorted(aliases.get(name, {}).items()))},
+                created_at=created,
+                updated_at=updated,
+            )
+        )
+    return summaries
+
+
+def get_model(session: Session, name: str) -> ModelDetail:
+    """A model's live versions and aliases; NotFoundError if it has no live version."""
+    versions = _live_versions(session, name)
+    if not versions:
+        raise _model_not_found(name)
+    stored = _live_aliases(session, name)
+    updated = max([versions[-1].created_at, *(alias.updated_at for alias in stored)])
+    return ModelDetail(
+        name=name,
+        versions=versions,
+        aliases={LATEST: versions[-1].version, **{a.alias: a.version for a in stored}},
+        created_at=versions[0].created_at,
+        updated_at=updated,
+    )
+
+
+def get_version(
+    session: Session, name: str, version: int, *, include_deleted: bool = False
+) -> ModelVersion:
+    """One version of a model; NotFoundError naming the versions that exist."""
+    where = [ModelVersion.name == name, ModelVersion.version == version]
+    if not include_deleted:
+        where.append(ModelVersion.deleted_at.is_(None))
+    found = session.scalars(
+        select(ModelVersion).where(*where).execution_options(populate_existing=True)
+    ).first()
+    if found is None:
+        raise _version_not_found(session, name, version)
+    return found
+
+
+def resolve(session: Session, name: str, ref: str) -> ModelVersion:
+    """The live version `ref` names: a number ("3" or "v3") or an alias ("latest", "best")."""
+    match = _VERSION_REF.fullmatch(ref.strip().lower()) if isinstance(ref, str) else None
+    if match:
+        return get_version(session, name, int(match.group(1)))
+    versions = _live_versions(session, name)
+    if not versions:
+        raise _model_not_found(name)
+    if ref == LATEST:
+        return versions[-1]
+    by_number = {v.version: v for v in versions}
+    for alias in _live_aliases(session, name):
+        if alias.alias == ref:
+            return by_number[alias.version]
+    choices = ", ".join([LATEST, *(a.alias for a in _live_aliases(session, name))])
+    numbers = ", ".join(str(v.version) for v in versions)
+    raise NotFoundError(
+        "model alias",
+        f"{name}/{ref}",
+        f"model {name!r} has no version or alias {ref!r}; versions: {numbers}; aliases: {choices}",
+    )
+
+
+def delete_version(
+    session: Session, name: str, version: int, *, now: datetime | None = None
+) -> ModelVersion:
+    """Soft-delete a version and drop the aliases pointing at it; returns the deleted row.
+
+    Its number is never reused; `latest` moves to the newest remaining version. Removing the
+    files (`ArtifactStore.remove_model_dir`) is up to the caller, after commit.
+    """
+    now = now or utcnow()
+    row = session.execute(
+        update(ModelVersion)
+        .where(
+            ModelVersion.name == name,
+            ModelVersion.version == version,
+            ModelVersion.deleted_at.is_(None),
+        )
+        .values(deleted_at=now)
+        .returning(ModelVersion.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        raise _version_not_found(session, name, version)
+    session.execute(
+        delete(ModelAlias)
+        .where(ModelAlias.name == name, ModelAlias.version == version)
+        .execution_options(synchronize_session=False)
+    )
+    deleted = session.get(ModelVersion, int(row[0]), populate_existing=True)
+    assert deleted is not None
+    return deleted
+
+
+def set_alias(
+    session: Session, name: str, alias: str, version: int, *, now: datetime | None = None
+) -> ModelVersion:
+    """Point `alias` at a live version (creating or moving it); returns that version.
+
+    InvalidValueError for a malformed alias or `latest`; NotFoundError for a missing version.
+    """
+    validate_alias(alias)
+    target = get_version(session, name, version)
+    now = now or utcnow()
+    values = {"name": name, "alias": alias, "version": version, "updated_at": now}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        pg_stmt = postgresql.insert(ModelAlias).values(**values)
+        stmt: Any = pg_stmt.on_conflict_do_update(
+            index_elements=["name", "alias"],
+            set_={"version": pg_stmt.excluded.version, "updated_at": pg_stmt.excluded.updated_at},
+        )
+    elif dialect == "sqlite":
+        lite_stmt = sqlite.insert(ModelAlias).values(**values)
+        stmt = lite_stmt.on_conflict_do_update(
+            index_elements=["name", "alias"],
+            set_={
+                "version": lite_stmt.excluded.version,
+                "updated_at": lite_stmt.excluded.updated_at,
+            },
+        )
+    else:  # pragma: no cover - make_engine only builds the two above
+        raise InvalidValueError("database", f"unsupported database {dialect!r}")
+    session.execute(stmt.execution_options(synchronize_session=False))
+    return target
+
+
+def delete_alias(session: Session, name: str, alias: str) -> None:
+    """Remove a stored alias; NotFoundError naming the aliases that exist."""
+    validate_alias(alias)
+    row = session.execute(
+        delete(ModelAlias)
+        .where(ModelAlias.name == name, ModelAlias.alias == alias)
+        .returning(ModelAlias.alias)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        if not _live_versions(session, name):
+            raise _model_not_found(name)
+        existing = ", ".join(a.alias for a in _live_aliases(session, name)) or "none"
+        raise NotFoundError(
+            "model alias",
+            f"{name}/{alias}",
+            f"model {name!r} has no alias {alias!r}; settable aliases: {existing}",
+        )
+
+
+def _version_of_job(session: Session, job_id: str) -> ModelVersion | None:
+    return session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.job_id == job_id)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _live_versions(session: Session, name: str) -> list[ModelVersion]:
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.name == name, ModelVersion.deleted_at.is_(None))
+            .order_by(ModelVersion.version)
+            .execution_options(populate_existing=True)
+        ).all()
+    )
+
+
+def _live_aliases(session: Session, name: str | None) -> list[ModelAlias]:
+    """Stored aliases whose version is live (of one model, or of all when name is None)."""
+    stmt = (
+        select(ModelAlias)
+        .join(
+            ModelVersion,
+            (ModelVersion.name == ModelAlias.name) & (ModelVersion.version == ModelAlias.version),
+        )
+        .where(ModelVersion.deleted_at.is_(None))
+        .order_by(ModelAlias.name, ModelAlias.alias)
+        .execution_options(populate_existing=True)
+    )
+    if name is not None:
+        stmt = stmt.where(ModelAlias.name == name)
+    return list(session.scalars(stmt).all())
+
+
+def _lock_model_name(session: Session, name: str) -> None:
+    """Serialize registrations of one name (PostgreSQL; SQLite's insert is atomic alone)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def _model_not_found(name: str) -> NotFoundError:
+    return NotFoundError("model", name, f"model {name!r} not found (it has no versions)")
+
+
+def _version_not_found(session: Session, name: str, version: int) -> NotFoundError:
+    versions = _live_versions(session, name)
+    if not versions:
+        return _model_not_found(name)
+    numbers = ", ".join(str(v.version) for v in versions)
+    return NotFoundError(
+        "model version",
+        f"{name}/{version}",
+        f"model {name!r} has no version {version}; versions: {numbers}",
+    )
