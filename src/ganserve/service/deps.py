@@ -1,0 +1,87 @@
+"""FastAPI dependencies, declared once as Annotated aliases."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+import redis.asyncio
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from ganserve.service.context import AppContext
+from ganserve.service.errors import ForbiddenError, UnauthorizedError
+from ganserve.service.generator_cache import GeneratorCache
+from ganserve.service.queue import TrainingQueue
+from ganserve.settings import Settings
+from ganserve.store import ArtifactStore
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_settings_dep(context: ContextDep) -> Settings:
+    return context.settings
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    with context.store.session() as session:
+        yield session
+
+
+def get_artifacts(context: ContextDep) -> ArtifactStore:
+    return context.store.artifacts
+
+
+def get_queue(context: ContextDep) -> TrainingQueue:
+    return context.queue
+
+
+def get_redis(context: ContextDep) -> redis.asyncio.Redis:
+    return context.redis
+
+
+def get_generators(context: ContextDep) -> GeneratorCache:
+    return context.generators
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
+QueueDep = Annotated[TrainingQueue, Depends(get_queue)]
+RedisDep = Annotated[redis.asyncio.Redis, Depends(get_redis)]
+GeneratorsDep = Annotated[GeneratorCache, Depends(get_generators)]
+
+
+def _check_key(request: Request, settings: Settings) -> None:
+    if not settings.api_keys:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise UnauthorizedError("this route needs an API key: send 'Authorization: Bearer <key>'")
+    # constant-time comparison against every key, so timing does not reveal a prefix
+    matches = [hmac.compare_digest(token.encode(), key.encode()) for key in settings.api_keys]
+    if not any(matches):
+        raise ForbiddenError("the API key sent is not valid")
+
+
+def require_key(request: Request, settings: SettingsDep) -> None:
+    """Guards mutating routes when GANSERVE_API_KEYS is set."""
+    _check_key(request, settings)
+
+
+def require_key_for_sampling(request: Request, settings: SettingsDep) -> None:
+    """Guards sampling routes when keys are set and GANSERVE_PROTECT_SAMPLING is true."""
+    if settings.protect_sampling:
+        _check_key(request, settings)
+
+
+MutatingAuth = Depends(require_key)
+SamplingAuth = Depends(require_key_for_sampling)

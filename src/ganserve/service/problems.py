@@ -1,0 +1,116 @@
+"""RFC 9457 problem details: every error response of the API goes through here."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ganserve.gan.errors import CheckpointError, ConfigError, DatasetError, GanError
+from ganserve.service.errors import ServiceError
+from ganserve.store.errors import (
+    ConflictError,
+    InvalidValueError,
+    NotFoundError,
+    StaleAttemptError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://ganserve.dev/problems/"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    title = title or HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    # ("body", "noise", "dim") -> "noise.dim"; ("query", "seed") -> "seed"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    field = _field_of(first.get("loc", ()))
+    detail = f"{field}: {first.get('msg', 'invalid value')}"
+    shown = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+    return problem(422, detail, title="Invalid input", field=field, errors=shown)
+
+
+async def _service(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(exc.status, exc.detail, title=exc.title, field=exc.field, headers=headers,
+                   **exc.extra)  # fmt: skip
+
+
+async def _gan(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ConfigError):
+        return problem(422, str(exc), title="Invalid input", field=exc.field)
+    if isinstance(exc, DatasetError):
+        return problem(422, str(exc), title="Invalid input", field="dataset")
+    if isinstance(exc, CheckpointError):
+        log.error("model artifact unusable: %s", exc)
+        return problem(500, f"the model's files are unusable: {exc}")
+    return problem(500, str(exc))
+
+
+async def _store(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, NotFoundError):
+        return problem(404, str(exc), title="Not found")
+    if isinstance(exc, InvalidValueError):
+        return problem(422, str(exc), title="Invalid input", field=exc.field)
+    if isinstance(exc, ConflictError | StaleAttemptError):
+        return problem(409, str(exc), title="Conflict")
+    log.exception("store error", exc_info=exc)
+    return problem(500, str(exc))
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {request.url.path}"
+    return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal error; the server log has the details")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(ServiceError, _service)
+    app.add_exception_handler(GanError, _gan)
+    app.add_exception_handler(StoreError, _store)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unhandled)
