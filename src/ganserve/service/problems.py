@@ -24,7 +24,7 @@ from ganserve.store.errors import (
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://ganserve.dev/problems/"
+TYPE_BASE = "urn:ganserve:problem:"
 
 
 def problem(
