@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from ganserve.cli.client import jobs_app, models_app
 from ganserve.cli.engine import sample_command, train_command
+from ganserve.cli.server import api_command, up_command, worker_command
 
 app = typer.Typer(
     name="ganserve",
@@ -12,8 +14,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.command("up")(up_command)
+app.command("api")(api_command)
+app.command("worker")(worker_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,5 @@
+"""`python -m ganserve` is the `ganserve` command."""
+
+from ganserve.cli.main import app
+
+app()

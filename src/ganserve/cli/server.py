@@ -1,0 +1,105 @@
+"""`ganserve api`, `ganserve worker` and `ganserve up`: the server processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ganserve.runtime.embedded_redis import EmbeddedRedis
+from ganserve.runtime.errors import ProcessError
+from ganserve.runtime.supervisor import Supervisor, wait_for_http
+from ganserve.settings import Settings, get_settings
+
+console = Console(stderr=True)
+
+HostOption = Annotated[str | None, typer.Option(help="Bind address (default GANSERVE_HOST).")]
+PortOption = Annotated[int | None, typer.Option(help="Port (default GANSERVE_PORT).")]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def api_command(host: HostOption = None, port: PortOption = None) -> None:
+    """Run the HTTP API (uvicorn) against the configured database and Redis."""
+    import uvicorn
+
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    uvicorn.run(
+        "ganserve.service.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def worker_command(
+    queue: Annotated[str | None, typer.Option(help="Queue to consume.")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host and PID).")] = None,
+) -> None:
+    """Run one training worker (one process: start one per GPU)."""
+    settings = get_settings()
+    if not settings.redis_url:
+        console.print("[red]error:[/red] REDIS_URL is not set (or use `ganserve up`)")
+        raise typer.Exit(2)
+    from ganserve.worker.app import app as celery_app
+
+    argv = [
+        "worker", "--pool", "solo", "--concurrency", "1",
+        "--loglevel", settings.log_level, "--queues", queue or settings.training_queue,
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if name:
+        argv += ["--hostname", name]
+    celery_app.worker_main(argv)
+
+
+def up_command(
+    host: Annotated[str, typer.Option(help="Bind address of the API.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data dir (default GANSERVE_DATA_DIR or ./ganserve-data).")
+    ] = None,
+) -> None:
+    """Start a private broker (unless REDIS_URL is set), the API and a worker; Ctrl-C stops all."""
+    from ganserve.store import upgrade_database
+
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    data = (data_dir or settings.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=data)
+    upgrade_database(settings.resolved_database_url)
+
+    broker: EmbeddedRedis | None = None
+    redis_url = settings.redis_url
+    try:
+        if not redis_url:
+            broker = EmbeddedRedis(data / "broker", persistent=True).start()
+            redis_url = broker.url
+            console.print(f"broker: private Valkey on {redis_url} (pid {broker.pid})")
+        env = {**os.environ, "GANSERVE_DATA_DIR": str(data), "REDIS_URL": redis_url}
+        exe = [sys.executable, "-m", "ganserve"]
+        with Supervisor() as supervisor:
+            api = supervisor.add("api", [*exe, "api", "--host", host, "--port", str(port)],
+                                 env=env)  # fmt: skip
+            wait_for_http(f"http://{host}:{port}/readyz", timeout=60, process=api)
+            supervisor.add("worker", [*exe, "worker"], env=env)
+            console.print(f"ganserve is up at http://{host}:{port} (docs at /docs); Ctrl-C stops")
+            code = supervisor.run()
+    except ProcessError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        if broker is not None:
+            broker.stop()
+    console.print("ganserve stopped")
+    raise typer.Exit(code)
