@@ -7,49 +7,15 @@ postgresql+psycopg://postgres@127.0.0.1:5432/test; each test gets its own databa
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ganserve.store import ArtifactStore, make_engine, make_session_factory, upgrade_database
-from ganserve.store.db import normalize_url
-
-PG_ENV = "GANSERVE_TEST_DATABASE_URL"
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@contextmanager
-def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of a new, empty database (not migrated), removed afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'ganserve.db'}"
-        return
-    admin_url = os.environ.get(PG_ENV)
-    if not admin_url:
-        pytest.skip(
-            f"set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) "
-            "to run the PostgreSQL tests"
-        )
-    name = f"ganserve_test_{uuid.uuid4().hex[:16]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(normalize_url(admin_url)).set(database=name)
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+from tests.helpers.databases import BACKENDS, fresh_database
 
 
 @pytest.fixture(params=BACKENDS)
