@@ -1,0 +1,292 @@
+"""One training job, start to finish: claim, train with callbacks, export, register, finish.
+
+Celery never appears here; `tasks.py` decodes the message and calls `run_training_job`.
+
+Fencing. `claim_job` gives this run an attempt number; every later write names it and fails
+with StaleAttemptError once another worker has taken the job over (our lease expired). The
+run then raises JobLost out of the engine's callbacks, so the engine stops without writing
+its abort checkpoint into a folder the new attempt now owns, and returns without touching
+the job row or publishing anything more.
+
+Events. The database is the source of truth and events are a view of it: each event is
+published after the write it reports has committed, and a Redis error while publishing is
+logged, never fatal to the job. The terminal `status` event is the job's last event.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+import torch
+from sqlalchemy.orm import Session
+
+from ganserve.gan.checkpoint import export_generator
+from ganserve.gan.config import TrainConfig
+from ganserve.gan.data import load_dataset
+from ganserve.gan.errors import GanError
+from ganserve.gan.sample import encode_png, make_grid
+from ganserve.gan.state import resolve_device
+from ganserve.gan.train import Callbacks, Progress, TrainResult, train
+from ganserve.store import jobs, registry
+from ganserve.store.errors import StaleAttemptError
+from ganserve.worker.errors import JobLost
+from ganserve.worker.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+# Seconds a claim (and each renewal) keeps the job ours; a dead worker's job is taken over
+# this long after its last heartbeat.
+LEASE_S = 60.0
+# Seconds between cancel-flag reads (the abort callback runs every step).
+CANCEL_CHECK_INTERVAL_S = 0.5
+PREVIEW_PER_ROW = 8
+EXPORT_DIR_NAME = "generator"  # under the job's artifact dir
+MAX_ERROR_CHARS = 2000
+
+# What run_training_job returns: the job's final status, "skipped" when it could not be
+# claimed, or "lost" when this attempt ended without recording an outcome (superseded by
+# another claim, or the database failed); a lost job is taken over once its lease expires.
+Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost"]
+
+
+def run_training_job(
+    job_id: str, resources: WorkerResources, worker_name: str, *, lease_s: float = LEASE_S
+) -> Outcome:
+    """Claim job `job_id` for `worker_name` and run it to a final status (see Outcome)."""
+    with resources.store.session() as session:
+        attempt = jobs.claim_job(session, job_id, worker_name, lease_s)
+    if attempt is None:
+        log.info(
+            "job %s: not claimable (unknown, finished, cancelled, out of attempts or running "
+            "under a live lease); skipping this delivery",
+            job_id,
+            extra={"job_id": job_id},
+        )
+        return "skipped"
+    return _JobRun(job_id, attempt, resources, worker_name, lease_s).run()
+
+
+def progress_event(progress: Progress) -> dict[str, Any]:
+    """The `progress` event's data; NaN and infinities become null (JSON has neither)."""
+    return {
+        "step": progress.step,
+        "total_steps": progress.total_steps,
+        "losses": {name: _finite(value) for name, value in progress.losses.items()},
+        "d_real": _finite(progress.d_real),
+        "d_fake": _finite(progress.d_fake),
+        "steps_per_sec": _finite(progress.steps_per_sec),
+        "eta_s": _finite(progress.eta_s),
+    }
+
+
+def internal_error_message(exc: BaseException) -> str:
+    """The short error stored on a job that failed for a reason outside the ML core."""
+    return _truncate(f"internal error: {type(exc).__name__}: {exc}")
+
+
+class _JobLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes messages with the job and attempt and adds both as record attributes."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
+        return f"job {extra['job_id']} attempt {extra['attempt']}: {msg}", kwargs
+
+
+class _JobRun:
+    """The state of one claimed attempt: what its callbacks last wrote, and when."""
+
+    def __init__(
+        self,
+        job_id: str,
+        attempt: int,
+        resources: WorkerResources,
+        worker_name: str,
+        lease_s: float,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.settings = resources.settings
+        self.store = resources.store
+        self.artifacts = resources.store.artifacts
+        self.events = resources.events
+        self.lease_s = lease_s
+        self.log = _JobLog(log, {"job_id": job_id, "attempt": attempt, "worker": worker_name})
+        self.cancel_requested = False
+        never = -math.inf
+        self.lease_renewed_at = time.monotonic()
+        self.cancel_checked_at = never
+        self.progress_written_at = never
+
+    # --- the run -------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        self.log.info("claimed")
+        try:
+            return self._run()
+        except JobLost as exc:
+            self.log.warning("stopped without writing anything more: %s", exc)
+            return "lost"
+        except Exception:
+            # The outcome could not be recorded (e.g. the database is down). The job keeps its
+            # lease until it expires; then it is taken over and resumes from its checkpoint.
+            self.log.exception("could not record the job's outcome; leaving it to its lease")
+            return "lost"
+
+    def _run(self) -> Outcome:
+        self._publish("status", {"status": "running", "attempt": self.attempt})
+        try:
+            with self.store.session() as session:
+                job = jobs.get_job(session, self.job_id)
+            name = job.name
+            config = TrainConfig.from_dict(job.spec)
+            dataset = load_dataset(config.dataset, self.settings.data_dir)
+            self._heartbeat()  # loading a large dataset may take a good part of the lease
+            result = train(
+                config,
+                dataset,
+                self.artifacts.job_dir(self.job_id),
+                Callbacks(
+                    progress=self._on_progress,
+                    abort=self._should_abort,
+                    checkpoint=self._on_checkpoint,
+                    preview=self._on_preview,
+                ),
+                device=self._device(config),
+            )
+            if result.aborted:
+                self.log.info("cancelled at step %d", result.state.step)
+                return self._finish("cancelled")
+            return self._complete(name, config, result)
+        except JobLost:
+            raise
+        except GanError as exc:
+            self.log.warning("failed: %s", exc)
+            return self._finish("failed", error=_truncate(str(exc)))
+        except Exception as exc:
+            self.log.exception("failed with an internal error")
+            return self._finish("failed", error=internal_error_message(exc))
+
+    def _device(self, config: TrainConfig) -> torch.device | None:
+        """The operator's worker device for specs that say "auto"; None = the spec's own."""
+        if config.device == "auto" and self.settings.worker_device != "auto":
+            return resolve_device(self.settings.worker_device)
+        return None
+
+    def _complete(self, name: str, config: TrainConfig, result: TrainResult) -> Outcome:
+        self._heartbeat()
+        export_dir = self.artifacts.job_dir(self.job_id) / EXPORT_DIR_NAME
+        description = export_generator(result.state, export_dir, config.dataset)
+        # One transaction: if our attempt went stale meanwhile, nothing is registered and the
+        # attempt that took over registers instead (register_version is idempotent per job).
+        with self._fenced_session() as session:
+            version = registry.register_version(
+                session,
+                name=name,
+                job_id=self.job_id,
+                step=result.state.step,
+                artifact_path=self.artifacts.relative(export_dir),
+                description=description,
+                metrics={},
+            )
+            model_name, model_version = version.name, version.version
+            jobs.finish_job(
+                session,
+                self.job_id,
+                self.attempt,
+                "succeeded",
+                model_name=model_name,
+                model_version=model_version,
+            )
+        self.log.info("succeeded at step %d: model %s v%d", result.state.step, name, model_version)
+        self._publish("model", {"name": model_name, "version": model_version})
+        self._publish("status", {"status": "succeeded", "attempt": self.attempt})
+        return "succeeded"
+
+    def _finish(self, status: Literal["failed", "cancelled"], error: str | None = None) -> Outcome:
+        with self._fenced_session() as session:
+            jobs.finish_job(session, self.job_id, self.attempt, status, error=error)
+        data: dict[str, Any] = {"status": status, "attempt": self.attempt}
+        if error is not None:
+            data["error"] = error
+        self._publish("status", data)
+        return status
+
+    # --- engine callbacks ----------------------------------------------------------------
+
+    def _on_progress(self, progress: Progress) -> None:
+        now = time.monotonic()
+        final = progress.step >= progress.total_steps
+        if not final and now - self.progress_written_at < self.settings.progress_interval_s:
+            return
+        with self._fenced_session() as session:
+            jobs.update_progress(
+                session,
+                self.job_id,
+                self.attempt,
+                progress.step,
+                progress.steps_per_sec,
+                progress.eta_s,
+                progress.losses,
+                lease_s=self.lease_s,
+            )
+        self.progress_written_at = self.lease_renewed_at = now
+        self._publish("progress", progress_event(progress))
+
+    def _should_abort(self) -> bool:
+        now = time.monotonic()
+        # Renew well before expiry even when progress writes are rare (slow steps).
+        if now - self.lease_renewed_at >= self.lease_s / 3:
+            self._heartbeat()
+        if not self.cancel_requested and now - self.cancel_checked_at >= CANCEL_CHECK_INTERVAL_S:
+            self.cancel_checked_at = now
+            with self.store.session() as session:
+                self.cancel_requested = jobs.is_cancel_requested(session, self.job_id)
+        return self.cancel_requested
+
+    def _on_checkpoint(self, path: Path, step: int) -> None:
+        self._heartbeat()
+        self._publish("checkpoint", {"step": step})
+
+    def _on_preview(self, step: int, images: torch.Tensor) -> None:
+        png = encode_png(make_grid(images, nrow=PREVIEW_PER_ROW))
+        self.artifacts.write_bytes_atomic(self.artifacts.preview_path(self.job_id), png)
+        self._publish("preview", {"step": step})
+
+    # --- writes --------------------------------------------------------------------------
+
+    @contextmanager
+    def _fenced_session(self) -> Iterator[Session]:
+        """A committed session whose fenced writes raise JobLost once the attempt is stale."""
+        try:
+            with self.store.session() as session:
+                yield session
+        except StaleAttemptError as exc:
+            raise JobLost(str(exc)) from exc
+
+    def _heartbeat(self) -> None:
+        with self._fenced_session() as session:
+            jobs.heartbeat(session, self.job_id, self.attempt, self.lease_s)
+        self.lease_renewed_at = time.monotonic()
+
+    def _publish(self, type_: str, data: dict[str, Any]) -> None:
+        try:
+            self.events.publish(self.job_id, type_, data)
+        except redis.RedisError as exc:
+            self.log.warning("could not publish a %s event: %s", type_, exc)
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
