@@ -17,7 +17,7 @@ from ganserve.gan import checkpoint as gan_checkpoint
 from ganserve.gan.data import load_dataset
 from ganserve.gan.errors import DivergenceError
 from ganserve.gan.train import Progress, train
-from ganserve.store import jobs, registry
+from ganserve.store import jobs, metrics, registry
 from ganserve.store.errors import ConflictError
 from ganserve.store.events import EventPublisher, read_events_sync
 from ganserve.store.tables import utcnow
@@ -88,6 +88,13 @@ def test_job_succeeds_and_registers_one_loadable_version(
     assert events[-2].data == {"name": "digits-gan", "version": 1}
     assert events[-1].data == {"status": "succeeded", "attempt": 1}
     assert sum(e.is_terminal for e in events) == 1
+
+    # every progress write also extends the job's metric history
+    with store.session() as session:
+        series = metrics.history(session, job_id)
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "steps_per_sec"} <= set(series)
+    assert [step for step, _ in series["loss_d"]] == progress
+    assert all(0 <= value <= 1 for _, value in series["d_real"])
 
     # A duplicate delivery of the finished job writes nothing and registers nothing.
     assert run_training_job(job_id, resources, WORKER) == "skipped"

@@ -59,7 +59,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
-    field = _field_of(first.get("loc", ()))
+    field = _field_of(tuple(first.get("loc", ())))
     detail = f"{field}: {first.get('msg', 'invalid value')}"
     shown = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
     return problem(422, detail, title="Invalid input", field=field, errors=shown)

@@ -34,7 +34,7 @@ from ganserve.gan.errors import GanError
 from ganserve.gan.sample import encode_png, make_grid
 from ganserve.gan.state import resolve_device
 from ganserve.gan.train import Callbacks, Progress, TrainResult, train
-from ganserve.store import jobs, registry
+from ganserve.store import jobs, metrics, registry
 from ganserve.store.errors import StaleAttemptError
 from ganserve.worker.errors import JobLost
 from ganserve.worker.resources import WorkerResources
@@ -84,6 +84,14 @@ def progress_event(progress: Progress) -> dict[str, Any]:
         "steps_per_sec": _finite(progress.steps_per_sec),
         "eta_s": _finite(progress.eta_s),
     }
+
+
+def history_point(progress: Progress) -> dict[str, float]:
+    """The series a progress report adds to the job's history (non-finite values are dropped)."""
+    point = {f"loss_{name}": value for name, value in progress.losses.items()}
+    point.update(d_real=progress.d_real, d_fake=progress.d_fake,
+                 steps_per_sec=progress.steps_per_sec)  # fmt: skip
+    return point
 
 
 def internal_error_message(exc: BaseException) -> str:
@@ -237,6 +245,7 @@ class _JobRun:
                 progress.losses,
                 lease_s=self.lease_s,
             )
+            metrics.append_metrics(session, self.job_id, progress.step, history_point(progress))
         self.progress_written_at = self.lease_renewed_at = now
         self._publish("progress", progress_event(progress))
 
