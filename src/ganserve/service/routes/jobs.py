@@ -1,7 +1,155 @@
-"""Routes: jobs."""
+"""Routes: training jobs (DESIGN §4 Jobs). Logic lives in service.jobs and service.events."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Query, Response
+from sse_starlette import EventSourceResponse
+
+from ganserve.service import jobs
+from ganserve.service.deps import (
+    ArtifactsDep,
+    ContextDep,
+    MutatingAuth,
+    QueueDep,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+)
+from ganserve.service.events import PING_S, job_event_stream, parse_last_event_id
+from ganserve.service.schemas import JobHistory, JobOut, JobPage, JobStatus
+from ganserve.service.spec import TrainSpec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No job with this id (problem details)."}
+}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "API keys are configured and none was sent."},
+    403: {"description": "The API key sent is not valid."},
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    dependencies=[MutatingAuth],
+    responses={
+        **_AUTH,
+        422: {"description": "A spec field is invalid: `field` names it, `detail` says why."},
+    },
+    summary="Submit a training job",
+)
+def submit_job(
+    spec: TrainSpec,
+    response: Response,
+    session: SessionDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+) -> JobOut:
+    """Validate the spec (dataset included), queue the job and return it; `Location` names it."""
+    job = jobs.submit_job(session, queue, spec, settings.data_dir)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return jobs.job_view(job)
+
+
+@router.get("", summary="List jobs, newest first")
+def list_jobs(
+    session: SessionDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+) -> JobPage:
+    return jobs.list_jobs(session, status, limit, offset)
+
+
+@router.get("/{job_id}", responses=_NOT_FOUND, summary="A job's status and progress")
+def get_job(job_id: str, session: SessionDep) -> JobOut:
+    return jobs.job_view(jobs.get_job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    dependencies=[MutatingAuth],
+    responses={**_AUTH, **_NOT_FOUND, 409: {"description": "The job has already finished."}},
+    summary="Cancel a job",
+)
+async def cancel_job(job_id: str, session: SessionDep, redis: RedisDep) -> JobOut:
+    """A queued job is cancelled at once; a running one stops at its next step boundary
+    (`cancel_requested` is true until its worker stops, keeping its last checkpoint)."""
+    return jobs.job_view(await jobs.cancel_and_announce(session, redis, job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": (
+                "Server-Sent Events: `id` = stream id, `event` = progress | checkpoint | "
+                "preview | model | warning | status, `data` = JSON. The stream ends after "
+                "the terminal `status` event."
+            ),
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **_NOT_FOUND,
+        422: {"description": "The event id to resume after is malformed."},
+    },
+    summary="Follow a job's events",
+)
+async def job_events(
+    job_id: str,
+    context: ContextDep,
+    last_event_id: Annotated[
+        str | None,
+        Query(description="Resume after this event id (as the Last-Event-ID header does)."),
+    ] = None,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", include_in_schema=False)
+    ] = None,
+) -> EventSourceResponse:
+    """Replays the job's events from the start (or after the last one seen), then follows."""
+    after = parse_last_event_id(last_event_id_header or last_event_id)
+    await jobs.require_job_async(context.store, job_id)
+    stream = job_event_stream(context.store, context.redis, job_id, after)
+    return EventSourceResponse(stream, ping=PING_S)
+
+
+@router.get("/{job_id}/history", responses=_NOT_FOUND, summary="Loss and metric series")
+def job_history(
+    job_id: str,
+    session: SessionDep,
+    series: Annotated[
+        list[str] | None, Query(description="Only these series (repeat the parameter).")
+    ] = None,
+    after_step: Annotated[
+        int | None, Query(ge=0, description="Only points after this step (incremental).")
+    ] = None,
+) -> JobHistory:
+    return jobs.job_history(session, job_id, series, after_step)
+
+
+@router.get(
+    "/{job_id}/preview.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The latest fixed-noise grid."},
+        304: {"description": "Unchanged since the ETag sent in If-None-Match."},
+        404: {"description": "No such job, or no preview yet."},
+    },
+    summary="The latest preview grid",
+)
+def job_preview(
+    job_id: str,
+    session: SessionDep,
+    artifacts: ArtifactsDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    preview = jobs.read_preview(session, artifacts, job_id)
+    headers = {"ETag": preview.etag, "Cache-Control": "no-cache"}
+    if jobs.etag_matches(if_none_match, preview.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(preview.content, media_type="image/png", headers=headers)

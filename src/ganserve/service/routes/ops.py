@@ -1,7 +1,60 @@
-"""Routes: ops."""
+"""Routes: operations (DESIGN §4): liveness and readiness probes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from collections.abc import Awaitable
 
-router = APIRouter()
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from ganserve.service.deps import ContextDep
+from ganserve.service.errors import UnavailableError
+from ganserve.service.schemas import Health, Readiness
+from ganserve.store import Store
+
+router = APIRouter(tags=["operations"])
+
+READY_TIMEOUT_S = 2.0  # per check
+
+
+@router.get("/healthz", summary="Liveness: the process serves requests")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    responses={503: {"description": "The database or the broker is unreachable (named)."}},
+    summary="Readiness: the database and the broker answer",
+)
+async def readyz(context: ContextDep) -> Readiness:
+    database, broker = await asyncio.gather(
+        _check(anyio.to_thread.run_sync(_select_one, context.store, abandon_on_cancel=True)),
+        _check(context.redis.ping()),
+    )
+    checks = {"database": database, "broker": broker}
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if failing:
+        detail = "; ".join(f"{name}: {checks[name]}" for name in failing)
+        raise UnavailableError(f"not ready: {detail}", checks=checks, failing=failing)
+    return Readiness(status="ready", checks=checks)
+
+
+def _select_one(store: Store) -> None:
+    with store.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+async def _check(probe: Awaitable[object]) -> str:
+    """'ok', or what went wrong (a timeout or the error)."""
+    try:
+        with anyio.fail_after(READY_TIMEOUT_S):
+            await probe
+    except TimeoutError:
+        return f"no answer within {READY_TIMEOUT_S:g} s"
+    except Exception as error:  # any failure means not ready; say which
+        return f"unreachable ({type(error).__name__}: {error})"
+    return "ok"
