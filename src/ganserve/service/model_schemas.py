@@ -1,0 +1,113 @@
+"""Request and response models of the model-registry and sampling routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Seeds are non-negative signed 64-bit integers (torch.Generator.manual_seed's range).
+MAX_SEED = 2**63 - 1
+# Below this, truncation would redraw most of the noise many times over (DESIGN §8 bounds).
+MIN_TRUNCATION = 0.05
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
+
+
+class NoiseOut(BaseModel):
+    dim: int = Field(description="Length of the noise vector z.")
+    distribution: str = Field(description="`normal` = N(0, 1), `uniform` = U(-1, 1).")
+
+
+class VersionOut(BaseModel):
+    """One registered version of a model: where it came from and what it generates."""
+
+    name: str
+    version: int = Field(description="1, 2, 3, ... per model; never reused after a delete.")
+    job_id: str | None = Field(description="The training job that exported it.")
+    step: int = Field(description="The training step the generator comes from.")
+    created_at: datetime
+    aliases: list[str] = Field(description="Aliases pointing at this version (incl. `latest`).")
+    architecture: str | None = Field(description="`mlp` or `dcgan`.")
+    image_shape: list[int] | None = Field(description="[channels, height, width] of one image.")
+    conditional: bool | None = Field(description="Takes a class label (`label`, `labels`).")
+    classes: list[str] = Field(
+        description="Class names of a conditional model; label i is classes[i]. Empty otherwise."
+    )
+    noise: NoiseOut | None
+    dataset: str | None = Field(description="The dataset it was trained on.")
+    sha256: str | None = Field(description="Content hash of the exported weights.")
+    metrics: dict[str, Any] = Field(description="Quality metrics recorded at registration.")
+
+
+class ModelSummaryOut(BaseModel):
+    name: str
+    latest_version: int
+    versions: int = Field(description="Number of live (not deleted) versions.")
+    aliases: dict[str, int] = Field(description="Alias -> version, including `latest`.")
+    created_at: datetime = Field(description="When its oldest live version was registered.")
+    updated_at: datetime = Field(description="Its newest version or alias change.")
+
+
+class ModelList(BaseModel):
+    items: list[ModelSummaryOut] = Field(description="Models with a live version, by name.")
+
+
+class ModelOut(BaseModel):
+    """A model: its live versions (oldest first) and aliases."""
+
+    name: str
+    latest_version: int
+    aliases: dict[str, int] = Field(description="Alias -> version, including `latest`.")
+    created_at: datetime
+    updated_at: datetime
+    versions: list[VersionOut]
+
+
+class AliasIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, strict=True, description="The live version the alias names.")
+
+
+class AliasOut(BaseModel):
+    name: str
+    alias: str
+    version: int
+    aliases: dict[str, int] = Field(description="All aliases of the model after the change.")
+
+
+class BulkSamplesIn(BaseModel):
+    """Many images at once: `n` images from `seed` (image i uses seed + i), or `seeds`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"n": 100, "seed": 0, "format": "zip"}]},
+    )
+
+    n: int | None = Field(
+        default=None, ge=1, strict=True, description="Number of images (with `seed`)."
+    )
+    seed: Seed | None = Field(default=None, description="Seed of the first image; default 0.")
+    seeds: list[Seed] | None = Field(
+        default=None, min_length=1, description="One seed per image (instead of `n`/`seed`)."
+    )
+    labels: Annotated[int, Field(strict=True)] | list[Annotated[int, Field(strict=True)]] | None = (
+        Field(
+            default=None,
+            description="Conditional models: one class for every image, or one per image. "
+            "Unset: each image's class is drawn from its seed.",
+        )
+    )
+    truncation: float | None = Field(
+        default=None,
+        ge=MIN_TRUNCATION,
+        allow_inf_nan=False,
+        description="Redraw noise entries with |z| above this (truncation trick).",
+    )
+    version: str = Field(default="latest", min_length=1, description="A number or an alias.")
+    format: Literal["zip", "npz"] = Field(
+        default="zip",
+        description="`zip`: PNGs + labels.csv; `npz`: images (N, H, W, C) uint8, labels, seeds.",
+    )

@@ -1,0 +1,188 @@
+"""The model registry over HTTP: list, show, delete versions, set and delete aliases.
+
+Functions take a session (and what else they touch) and return response models; the routes
+only call them. Errors name what exists: an unknown model lists the registered models, an
+unknown version or alias lists the model's versions and aliases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, EXPORT_WEIGHTS
+from ganserve.gan.config import ModelSpec
+from ganserve.service.errors import NotFoundError
+from ganserve.service.model_schemas import (
+    AliasOut,
+    ModelList,
+    ModelOut,
+    ModelSummaryOut,
+    NoiseOut,
+    VersionOut,
+)
+from ganserve.store import ArtifactStore, ModelVersion, StoreError
+from ganserve.store import NotFoundError as StoreNotFoundError
+from ganserve.store import registry as store_registry
+
+if TYPE_CHECKING:
+    from ganserve.service.generator_cache import GeneratorCache
+
+log = logging.getLogger(__name__)
+
+# Model names listed in a 404 at most.
+_NAMES_SHOWN = 20
+
+
+def list_models(session: Session) -> ModelList:
+    return ModelList(
+        items=[
+            ModelSummaryOut(
+                name=m.name,
+                latest_version=m.latest_version,
+                versions=m.versions,
+                aliases=m.aliases,
+                created_at=m.created_at,
+                updated_at=m.updated_at,
+            )
+            for m in store_registry.list_models(session)
+        ]
+    )
+
+
+def get_model(session: Session, name: str) -> ModelOut:
+    with explain_not_found(session):
+        detail = store_registry.get_model(session, name)
+    return ModelOut(
+        name=detail.name,
+        latest_version=detail.latest_version,
+        aliases=detail.aliases,
+        created_at=detail.created_at,
+        updated_at=detail.updated_at,
+        versions=[version_out(v, detail.aliases) for v in detail.versions],
+    )
+
+
+def get_version(session: Session, name: str, version: int) -> VersionOut:
+    with explain_not_found(session):
+        detail = store_registry.get_model(session, name)
+        row = store_registry.get_version(session, name, version)
+    return version_out(row, detail.aliases)
+
+
+def resolve_version(session: Session, name: str, ref: str) -> ModelVersion:
+    """The live version `ref` ("3", "v3", "latest", an alias) names; 404 naming what exists."""
+    with explain_not_found(session, field="version"):
+        return store_registry.resolve(session, name, ref)
+
+
+def delete_version(
+    session: Session,
+    artifacts: ArtifactStore,
+    generators: GeneratorCache,
+    name: str,
+    version: int,
+) -> None:
+    """Soft-delete a version (its number is never reused), drop it from the cache, remove its
+    exported files. `latest` then names the newest remaining version."""
+    with explain_not_found(session):
+        row = store_registry.delete_version(session, name, version)
+    shared = _folder_still_used(session, name, row.artifact_path)
+    session.commit()
+    generators.invalidate(name, version)
+    if not shared:
+        _remove_export(artifacts, row.artifact_path)
+
+
+def set_alias(session: Session, name: str, alias: str, version: int) -> AliasOut:
+    with explain_not_found(session):
+        store_registry.set_alias(session, name, alias, version)
+        aliases = store_registry.get_model(session, name).aliases
+    return AliasOut(name=name, alias=alias, version=version, aliases=aliases)
+
+
+def delete_alias(session: Session, name: str, alias: str) -> None:
+    with explain_not_found(session, field="alias"):
+        store_registry.delete_alias(session, name, alias)
+
+
+def version_out(row: ModelVersion, aliases: dict[str, int]) -> VersionOut:
+    description = row.description or {}
+    spec = _spec_of(description)
+    return VersionOut(
+        name=row.name,
+        version=row.version,
+        job_id=row.job_id,
+        step=row.step,
+        created_at=row.created_at,
+        aliases=sorted(a for a, v in aliases.items() if v == row.version),
+        architecture=spec.architecture if spec else None,
+        image_shape=list(spec.image_shape) if spec else None,
+        conditional=spec.conditional if spec else None,
+        classes=class_names(spec) if spec else [],
+        noise=NoiseOut(dim=spec.noise_dim, distribution=spec.noise_distribution) if spec else None,
+        dataset=description.get("dataset"),
+        sha256=description.get("sha256"),
+        metrics=dict(row.metrics or {}),
+    )
+
+
+def class_names(spec: ModelSpec) -> list[str]:
+    """Names of a conditional model's classes (their numbers when it has none); [] otherwise."""
+    if not spec.conditional:
+        return []
+    return list(spec.class_names) or [str(i) for i in range(spec.num_classes)]
+
+
+@contextlib.contextmanager
+def explain_not_found(session: Session, field: str | None = None) -> Iterator[None]:
+    """Turn the store's NotFoundError into a 404 that names the models, versions or aliases."""
+    try:
+        yield
+    except StoreNotFoundError as exc:
+        if exc.kind == "model":
+            names = [m.name for m in store_registry.list_models(session)]
+            shown = ", ".join(names[:_NAMES_SHOWN]) + (" ..." if len(names) > _NAMES_SHOWN else "")
+            known = f"registered models: {shown}" if names else "no model is registered yet"
+            raise NotFoundError(
+                f"model {exc.key!r} not found; {known}", field="name", models=names[:100]
+            ) from exc
+        raise NotFoundError(str(exc), field=field or _FIELDS.get(exc.kind)) from exc
+
+
+_FIELDS = {"model version": "version", "model alias": "alias"}
+
+
+def _spec_of(description: dict[str, Any]) -> ModelSpec | None:
+    try:
+        return ModelSpec.from_dict(description["spec"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _folder_still_used(session: Session, name: str, artifact_path: str) -> bool:
+    """Whether another live version of the model was registered from the same folder."""
+    try:
+        versions = store_registry.get_model(session, name).versions
+    except StoreNotFoundError:  # that was its last version
+        return False
+    return any(v.artifact_path == artifact_path for v in versions)
+
+
+def _remove_export(artifacts: ArtifactStore, artifact_path: str) -> None:
+    """Delete an exported generator's two files (description first) and, if empty, its folder.
+
+    Only those files: the folder may sit in a job dir next to checkpoints worth keeping.
+    """
+    try:
+        folder = artifacts.absolute(artifact_path)
+        for filename in (EXPORT_DESCRIPTION, EXPORT_WEIGHTS):
+            (folder / filename).unlink(missing_ok=True)
+        if folder.is_dir() and folder != artifacts.root and not any(folder.iterdir()):
+            folder.rmdir()
+    except (OSError, StoreError) as exc:
+        log.warning("could not remove the files of a deleted version (%s): %s", artifact_path, exc)
