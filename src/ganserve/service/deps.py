@@ -56,7 +56,9 @@ async def get_generators(context: ContextDep) -> GeneratorCache:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits when the route returns, before the response is
+# sent, so a client that reads right after a write sees it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 QueueDep = Annotated[TrainingQueue, Depends(get_queue)]
 RedisDep = Annotated[redis.asyncio.Redis, Depends(get_redis)]
