@@ -97,9 +97,7 @@ def stack(
         yield stack
 
 
-def wait_for(
-    probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
-) -> Any:
+def wait_for(probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll probe() until it returns something truthy; fail naming `what` after timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -192,3 +192,31 @@ def test_readyz_and_docs(stack: Stack) -> None:
     assert ready["status"] == "ready"
     assert "/v1/jobs" in spec["paths"] and "/v1/models/{name}/samples.png" in spec["paths"]
     assert docs.status_code == 200
+
+
+def test_command_line_client_follows_a_job_and_samples(stack: Stack, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ganserve.cli.main import app
+
+    runner = CliRunner()
+    submitted = runner.invoke(
+        app,
+        ["jobs", "submit", "--url", stack.url, "--name", "from-cli", "--steps", "40",
+         "--batch-size", "32", "--follow"],
+    )  # fmt: skip
+    assert submitted.exit_code == 0, submitted.output
+    assert "registered model from-cli version 1" in submitted.output
+    assert "succeeded" in submitted.output
+
+    grid = tmp_path / "grid.png"
+    sampled = runner.invoke(
+        app, ["models", "sample", "from-cli", "-n", "16", "-o", str(grid), "--url", stack.url]
+    )
+    assert sampled.exit_code == 0, sampled.output
+    assert _png(grid.read_bytes()).size == (4 * 9 + 1, 4 * 9 + 1)
+
+    listed = runner.invoke(app, ["jobs", "list", "--url", stack.url, "--status", "succeeded"])
+    assert listed.exit_code == 0 and "from-cli" in listed.output
+    missing = runner.invoke(app, ["models", "sample", "nope", "-o", str(grid), "--url", stack.url])
+    assert missing.exit_code == 1 and "error 404" in missing.output

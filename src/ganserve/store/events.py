@@ -74,7 +74,7 @@ async def read_events(
     client: redis.asyncio.Redis, job_id: str, after: str = "0-0", block_ms: int | None = None
 ) -> list[JobEvent]:
     """Events after the stream id `after`; with block_ms, wait that long for new ones."""
-    result = await client.xread({stream_key(job_id): after}, count=500, block=block_ms)
+    result: Any = await client.xread({stream_key(job_id): after}, count=500, block=block_ms)
     events: list[JobEvent] = []
     for _key, entries in result or []:
         events.extend(_decode(entry_id, fields) for entry_id, fields in entries)
@@ -83,5 +83,5 @@ async def read_events(
 
 def read_events_sync(client: redis.Redis, job_id: str, after: str = "0-0") -> list[JobEvent]:
     """All events after `after`, without waiting (tests and the CLI)."""
-    entries = client.xrange(stream_key(job_id), min=f"({after}" if after != "0-0" else "-")
-    return [_decode(entry_id, fields) for entry_id, fields in entries]
+    entries: Any = client.xrange(stream_key(job_id), min=f"({after}" if after != "0-0" else "-")
+    return [_decode(entry_id, fields) for entry_id, fields in entries or []]
