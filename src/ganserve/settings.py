@@ -50,12 +50,34 @@ class Settings(BaseSettings):
     training_queue: str = "ganserve"
     # Seconds a training task may run before Celery kills it.
     job_time_limit_s: int = Field(default=7 * 24 * 3600, ge=60)
+    # Seconds a worker's claim on a job lasts without a heartbeat (renewed every third of it).
+    job_lease_s: float = Field(default=60.0, ge=1.0)
+    # Attempts a job gets (worker deaths, lost leases) before it fails with the reason.
+    max_job_attempts: int = Field(default=3, ge=1, le=100)
+    # Seconds between reaper passes (re-enqueue jobs with stale leases or lost messages).
+    reaper_interval_s: float = Field(default=15.0, gt=0)
+    # A queued job whose message is in no queue this long after it was sent is sent again.
+    requeue_after_s: float = Field(default=60.0, gt=0)
     # Seconds between progress writes to the database (events are published as often).
     progress_interval_s: float = Field(default=1.0, gt=0)
     # Torch device used by the worker when a spec says "auto".
     worker_device: str = "auto"
 
+    # Dataset uploads: body size, zip entries, total uncompressed size, per-entry compression
+    # ratio, pixels per decoded image, and the side images are resized to by default.
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_upload_entries: int = Field(default=100_000, ge=1)
+    max_upload_uncompressed_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    max_upload_compression_ratio: float = Field(default=100.0, ge=1.0)
+    max_upload_image_pixels: int = Field(default=4096 * 4096, ge=64)
+
+    # Optional local TorchScript Inception feature extractor for Inception FID (never
+    # downloaded); unset = only the offline classifier-based metrics.
+    inception_weights: Path | None = None
+
     log_level: str = "INFO"
+    # "json" (one JSON object per line, for log shippers) or "text".
+    log_format: str = "json"
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ import typer
 
 from ganserve.cli.client import jobs_app, models_app
 from ganserve.cli.engine import sample_command, train_command
-from ganserve.cli.server import api_command, up_command, worker_command
+from ganserve.cli.server import api_command, migrate_command, up_command, worker_command
 
 app = typer.Typer(
     name="ganserve",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("up")(up_command)
 app.command("api")(api_command)
 app.command("worker")(worker_command)
+app.command("migrate")(migrate_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
 app.add_typer(jobs_app, name="jobs")

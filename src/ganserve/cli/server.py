@@ -62,6 +62,16 @@ def worker_command(
     celery_app.worker_main(argv)
 
 
+def migrate_command() -> None:
+    """Apply the database migrations (what api, worker and up also do on start)."""
+    from ganserve.store import upgrade_database
+
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    upgrade_database(settings.resolved_database_url)
+    console.print("database is at the newest revision")
+
+
 def up_command(
     host: Annotated[str, typer.Option(help="Bind address of the API.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
