@@ -17,6 +17,7 @@ from ganserve.service.generator_cache import GeneratorCache
 from ganserve.service.problems import install_problem_handlers
 from ganserve.service.queue import TrainingQueue
 from ganserve.service.routes import datasets, jobs, models, ops
+from ganserve.service.telemetry import MetricsMiddleware
 from ganserve.settings import Settings, get_settings
 from ganserve.store import Store
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(MetricsMiddleware)
     app.include_router(ops.router)
     app.include_router(jobs.router)
     app.include_router(models.router)

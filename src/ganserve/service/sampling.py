@@ -45,6 +45,7 @@ from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
 from ganserve.service.generator_cache import CachedGenerator, GeneratorCache, ResolvedVersion
 from ganserve.service.model_schemas import MAX_SEED, BulkSamplesIn
 from ganserve.service.registry import class_names
+from ganserve.service.telemetry import IMAGES_GENERATED
 from ganserve.settings import Settings
 
 FORWARD_ROWS = 16  # rows of every forward pass (see the module docstring)
@@ -167,6 +168,7 @@ def forward(generator: Generator, z: torch.Tensor, labels: torch.Tensor | None) 
                 if y_rows is not None:
                     y_rows = torch.cat([y_rows, y_rows.new_zeros(FORWARD_ROWS - rows)])
             parts.append(to_uint8(generator(z_rows, y_rows)[:rows]))
+    IMAGES_GENERATED.inc(count)
     if not parts:
         _, h, w = generator.spec.image_shape
         return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)

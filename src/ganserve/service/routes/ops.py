@@ -8,11 +8,14 @@ from collections.abc import Awaitable
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from ganserve.service.deps import ContextDep
 from ganserve.service.errors import UnavailableError
 from ganserve.service.schemas import Health, Readiness
+from ganserve.service.telemetry import render_metrics
 from ganserve.store import Store
 
 router = APIRouter(tags=["operations"])
@@ -41,6 +44,16 @@ async def readyz(context: ContextDep) -> Readiness:
         detail = "; ".join(f"{name}: {checks[name]}" for name in failing)
         raise UnavailableError(f"not ready: {detail}", checks=checks, failing=failing)
     return Readiness(status="ready", checks=checks)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    summary="Prometheus metrics of this API process",
+)
+async def metrics(context: ContextDep) -> Response:
+    return Response(await render_metrics(context), media_type=CONTENT_TYPE_LATEST)
 
 
 def _select_one(store: Store) -> None:
