@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     # "json" (one JSON object per line, for log shippers) or "text".
-    log_format: str = "json"
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ganserve.logs import configure_logging
 from ganserve.runtime.embedded_redis import EmbeddedRedis
 from ganserve.runtime.errors import ProcessError
 from ganserve.runtime.supervisor import Supervisor, wait_for_http
@@ -22,22 +22,19 @@ HostOption = Annotated[str | None, typer.Option(help="Bind address (default GANS
 PortOption = Annotated[int | None, typer.Option(help="Port (default GANSERVE_PORT).")]
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def api_command(host: HostOption = None, port: PortOption = None) -> None:
     """Run the HTTP API (uvicorn) against the configured database and Redis."""
     import uvicorn
 
     settings = get_settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "ganserve.service.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep the handlers configure_logging installed (JSON lines)
     )
 
 
@@ -52,6 +49,7 @@ def worker_command(
         raise typer.Exit(2)
     from ganserve.worker.app import app as celery_app
 
+    configure_logging(settings.log_level, settings.log_format)
     argv = [
         "worker", "--pool", "solo", "--concurrency", "1",
         "--loglevel", settings.log_level, "--queues", queue or settings.training_queue,
@@ -67,7 +65,7 @@ def migrate_command() -> None:
     from ganserve.store import upgrade_database
 
     settings = get_settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     upgrade_database(settings.resolved_database_url)
     console.print("database is at the newest revision")
 
@@ -83,7 +81,7 @@ def up_command(
     from ganserve.store import upgrade_database
 
     settings = get_settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     data = (data_dir or settings.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=data)
