@@ -18,6 +18,7 @@ from ganserve.service.deps import (
     SettingsDep,
 )
 from ganserve.service.events import PING_S, job_event_stream, parse_last_event_id
+from ganserve.service.plots import render_history_png
 from ganserve.service.schemas import JobHistory, JobOut, JobPage, JobStatus
 from ganserve.service.spec import TrainSpec
 
@@ -130,6 +131,21 @@ def job_history(
     ] = None,
 ) -> JobHistory:
     return jobs.job_history(session, job_id, series, after_step)
+
+
+@router.get(
+    "/{job_id}/history.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "Loss and metric curves."},
+        404: {"description": "No such job."},
+    },
+    summary="The loss and metric curves, drawn server-side",
+)
+def job_history_png(job_id: str, session: SessionDep) -> Response:
+    history = jobs.job_history(session, job_id)
+    png = render_history_png(history.series, f"job {history.job_id} — step {history.step}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @router.get(
