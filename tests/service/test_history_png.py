@@ -42,4 +42,4 @@ def test_panels_follow_the_series_present() -> None:
         "loss_d": [(1, 1.0)], "d_real": [(1, 0.5)], "kid": [(1, 0.1)],
     }, "t"))  # fmt: skip
     assert three.height > one.height
-    assert len(set(one.getdata())) > 10  # something is drawn, not a blank canvas
+    assert len(one.getcolors(maxcolors=100_000) or []) > 10  # something drawn, not blank
