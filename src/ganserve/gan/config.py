@@ -104,6 +104,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
     dcgan_width: int = 64  # channels of dcgan's widest-resolution layer; doubles per downsample
+    compile: bool = False  # torch.compile G and D (slow to start; pays off on long CUDA runs)
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -130,6 +131,8 @@ class TrainConfig:
         _validate_device(self.device)
         _choice("precision", self.precision, PRECISIONS)
         _int_range("dcgan_width", self.dcgan_width, 4, 512)
+        if not isinstance(self.compile, bool):
+            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
