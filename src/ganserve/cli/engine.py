@@ -48,6 +48,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32 or bf16 (CUDA).")] = "fp32",
+    compile: Annotated[bool, typer.Option(help="torch.compile G and D (slow start).")] = False,
     data_dir: DataDirOption = Path("ganserve-data"),
 ) -> None:
     """Train a GAN and export its EMA generator into OUT (generator.safetensors + .json)."""
@@ -57,7 +58,7 @@ def train_command(
             noise_dim=noise_dim, noise_distribution=noise, steps=steps, batch_size=batch_size,
             lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, n_critic=n_critic, ema=ema,
             checkpoint_every=checkpoint_every, sample_every=sample_every, seed=seed,
-            device=device, precision=precision,
+            device=device, precision=precision, compile=compile,
         )  # fmt: skip
         data = load_dataset(dataset, data_dir)
     except GanError as exc:
