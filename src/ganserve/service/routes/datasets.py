@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import logging
+from enum import IntEnum
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request, Response
 
-from ganserve.gan.data import BUILTIN_DATASETS, UPLOAD_NAME_PATTERN, describe_dataset
+from ganserve.gan.data import (
+    BUILTIN_DATASETS,
+    UPLOAD_NAME_PATTERN,
+    describe_dataset,
+    packed_dataset_path,
+)
 from ganserve.gan.errors import DatasetError
-from ganserve.service.deps import SettingsDep
+from ganserve.service.deps import MutatingAuth, SettingsDep
+from ganserve.service.errors import ConflictError, NotFoundError
 from ganserve.service.schemas import DatasetList, DatasetOut
+from ganserve.service.uploads import (
+    MAX_UPLOAD_IMAGE_SIZE,
+    MIN_UPLOAD_IMAGE_SIZE,
+    UploadLimits,
+    ingest_upload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +67,146 @@ def _describe(name: str, data_dir: Path) -> DatasetOut:
         size=info["size"],
         hint=info["missing_files_hint"],
     )
+
+
+# The body is read from the request stream by the route itself (so FastAPI never buffers it);
+# this tells the OpenAPI document, and clients generated from it, what to send.
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "A zip of PNG/JPEG images: one folder per class (labels = sorted folder names), or "
+            "images at the top (one class); either may sit inside a single wrapper folder. "
+            "Send it as the raw body (curl --data-binary @images.zip -H 'Content-Type: "
+            "application/zip') or as the `file` field of a multipart form."
+        ),
+        "content": {
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+class Channels(IntEnum):
+    """Colour channels of an uploaded dataset (a query parameter: 1 or 3)."""
+
+    gray = 1
+    rgb = 3
+
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+
+
+@router.post(
+    "/v1/datasets",
+    summary="Upload a dataset (a zip of PNG/JPEG images)",
+    status_code=201,
+    dependencies=[MutatingAuth],
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        409: {"description": "The name is taken.", **_PROBLEM},
+        413: {"description": "Over an upload limit (body, entries, expansion).", **_PROBLEM},
+        422: {"description": "Not a zip of acceptable images, or a bad name.", **_PROBLEM},
+    },
+)
+async def upload_dataset(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    name: Annotated[
+        str,
+        Query(
+            description=(
+                "The new dataset's name: 1 to 64 characters from lowercase letters, digits, "
+                "'.', '_' and '-', starting with a letter or digit; not a built-in's name."
+            ),
+            # Documented, not enforced here: the route's own check says what is wrong.
+            json_schema_extra={"pattern": UPLOAD_NAME_PATTERN.pattern},
+        ),
+    ],
+    image_size: Annotated[
+        int | None,
+        Query(
+            ge=MIN_UPLOAD_IMAGE_SIZE,
+            le=MAX_UPLOAD_IMAGE_SIZE,
+            description=(
+                "Side in pixels every image is center-cropped and resized to (dcgan builds "
+                "8, 14, 16, 28, 32, 56 and 64). Default: the smallest image's side, at most 64."
+            ),
+        ),
+    ] = None,
+    channels: Annotated[
+        Channels | None,
+        Query(description="1 = grayscale, 3 = RGB. Default: 1 when every image is grayscale."),
+    ] = None,
+) -> DatasetOut:
+    """Decode, validate and resize the images once and store them packed; the new dataset
+    is then listed in GET /v1/datasets and can be named in a training spec.
+
+    Limits (GANSERVE_MAX_UPLOAD_*): body bytes (checked while it streams in), zip entries,
+    total uncompressed bytes, per-entry compression ratio, pixels per image. Links, devices,
+    absolute paths and '..' entries are refused, as is anything that is not a PNG or JPEG.
+    """
+    await ingest_upload(
+        request.stream(),
+        name=name,
+        data_dir=settings.data_dir,
+        limits=UploadLimits.from_settings(settings),
+        content_type=request.headers.get("content-type"),
+        content_length=request.headers.get("content-length"),
+        image_size=image_size,
+        channels=None if channels is None else int(channels),
+    )
+    response.headers["Location"] = f"/v1/datasets/{name}"
+    return _describe(name, settings.data_dir)
+
+
+def _known(name: str, data_dir: Path) -> bool:
+    if name in BUILTIN_DATASETS:
+        return True
+    return (
+        bool(UPLOAD_NAME_PATTERN.fullmatch(name)) and packed_dataset_path(data_dir, name).is_file()
+    )
+
+
+@router.get(
+    "/v1/datasets/{name}",
+    summary="One dataset",
+    responses={404: {"description": "No such dataset.", **_PROBLEM}},
+)
+def get_dataset(name: str, settings: SettingsDep) -> DatasetOut:
+    """A built-in or uploaded dataset, as listed by GET /v1/datasets."""
+    if not _known(name, settings.data_dir):
+        raise NotFoundError(f"no dataset named {name!r}; GET /v1/datasets lists them")
+    return _describe(name, settings.data_dir)
+
+
+@router.delete(
+    "/v1/datasets/{name}",
+    summary="Delete an uploaded dataset",
+    status_code=204,
+    dependencies=[MutatingAuth],
+    responses={
+        404: {"description": "No such uploaded dataset.", **_PROBLEM},
+        409: {"description": "Built-in datasets cannot be deleted.", **_PROBLEM},
+    },
+)
+def delete_dataset(name: str, settings: SettingsDep) -> Response:
+    """Remove an uploaded dataset's packed file. Models trained on it are kept."""
+    if name in BUILTIN_DATASETS:
+        raise ConflictError(f"{name!r} is a built-in dataset; it cannot be deleted")
+    if not _known(name, settings.data_dir):
+        raise NotFoundError(f"no uploaded dataset named {name!r}; GET /v1/datasets lists them")
+    try:
+        packed_dataset_path(settings.data_dir, name).unlink()
+    except FileNotFoundError:  # deleted concurrently
+        raise NotFoundError(f"no uploaded dataset named {name!r}") from None
+    log.info("dataset %s deleted", name)
+    return Response(status_code=204)
