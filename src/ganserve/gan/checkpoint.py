@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 
 from ganserve.gan.config import ModelSpec, TrainConfig
 from ganserve.gan.errors import CheckpointError, ConfigError
+from ganserve.gan.files import write_atomic
 from ganserve.gan.models import Generator
 from ganserve.gan.state import TrainState, build_state
 
@@ -54,31 +54,7 @@ _REQUIRED_KEYS = (
 )
 
 
-# ----------------------------------------------------------------------------- atomic files
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+# ----------------------------------------------------------------------------- safety
 
 
 def _refuse_unsafe_torch_load() -> None:

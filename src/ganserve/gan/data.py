@@ -9,16 +9,13 @@ IDX and CIFAR's binary batches are parsed by hand, `.npz` files are read with
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import importlib.util
 import io
 import json
-import os
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ganserve.gan.errors import DatasetError
+from ganserve.gan.files import atomic_writer
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 IDX_DATASETS = ("mnist", "fashion-mnist")
@@ -652,40 +650,15 @@ def save_packed(dataset: ImageDataset, path: Path) -> None:
     Arrays: images (N, H, W, C) uint8, labels (N,) int64, class_names (K,) unicode, name
     (0-d unicode), format_version (0-d int). No object arrays, so it loads without pickle.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez_compressed(
-                file,
-                images=dataset.images.permute(0, 2, 3, 1).contiguous().numpy(),
-                labels=dataset.labels.numpy().astype(np.int64),
-                class_names=np.array(dataset.class_names, dtype=np.str_),
-                name=np.array(dataset.name, dtype=np.str_),
-                format_version=np.array(PACKED_FORMAT_VERSION, dtype=np.int64),
-            )
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_writer(Path(path)) as file:
+        np.savez_compressed(
+            file,
+            images=dataset.images.permute(0, 2, 3, 1).contiguous().numpy(),
+            labels=dataset.labels.numpy().astype(np.int64),
+            class_names=np.array(dataset.class_names, dtype=np.str_),
+            name=np.array(dataset.name, dtype=np.str_),
+            format_version=np.array(PACKED_FORMAT_VERSION, dtype=np.int64),
+        )
 
 
 _PACKED_KEYS = ("images", "labels", "class_names")

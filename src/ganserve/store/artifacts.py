@@ -12,12 +12,10 @@ Paths stored in the database are relative to the root, in POSIX form. `absolute(
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ganserve.gan.files import write_atomic
 from ganserve.store.errors import InvalidValueError, StoreError
 from ganserve.store.names import validate_job_id, validate_model_name
 
@@ -78,19 +76,7 @@ class ArtifactStore:
         Readers see the old file or the new one, never a torn one. Returns the path.
         """
         target = self.absolute(self.relative(path))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(target.parent)
+        write_atomic(target, data)
         return target
 
     def remove_model_dir(self, name: str, version: int) -> bool:
@@ -100,17 +86,3 @@ class ArtifactStore:
             return False
         shutil.rmtree(path)
         return True
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (POSIX; a no-op where dirs cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
