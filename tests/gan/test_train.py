@@ -9,7 +9,7 @@ from ganserve.gan import losses
 from ganserve.gan.checkpoint import list_checkpoints, load_checkpoint
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import ImageDataset
-from ganserve.gan.errors import ConfigError, DivergenceError
+from ganserve.gan.errors import ConfigError, DivergenceError, QualityAlarm
 from ganserve.gan.losses import GanLoss
 from ganserve.gan.sample import generate, make_noise
 from ganserve.gan.state import TrainState, build_state
@@ -167,3 +167,30 @@ def test_resuming_with_another_architecture_is_refused(
     train(TINY.replace(steps=5), digits, tmp_path)
     with pytest.raises(Exception, match="different config"):
         train(TINY.replace(loss="hinge"), digits, tmp_path)
+
+
+def test_evaluation_runs_on_schedule_and_at_the_end(digits: ImageDataset, tmp_path: Path) -> None:
+    evaluated: list[tuple[int, int]] = []  # (step, checkpoints on disk when called)
+
+    def evaluate(state: TrainState) -> None:
+        evaluated.append((state.step, len(list_checkpoints(tmp_path / "checkpoints"))))
+
+    train(TINY.replace(steps=25, eval_every=10), digits, tmp_path, Callbacks(evaluate=evaluate))
+    # before the step's own checkpoint: at step 10 none exists yet, at 20 the one of step 10
+    assert evaluated == [(10, 0), (20, 1), (25, 2)]
+    evaluated.clear()
+    train(TINY.replace(steps=30, eval_every=0), digits, tmp_path, Callbacks(evaluate=evaluate))
+    assert evaluated == [(30, 3)]  # resumed from 25: eval_every 0 still evaluates at the end
+
+
+def test_an_alarm_raised_by_the_evaluation_stops_training(
+    digits: ImageDataset, tmp_path: Path
+) -> None:
+    def evaluate(state: TrainState) -> None:
+        if state.step == 10:
+            raise QualityAlarm("mode_collapse", 10, "coverage 1 of 10 classes at step 10")
+
+    with pytest.raises(QualityAlarm, match="coverage 1 of 10"):
+        train(TINY.replace(eval_every=5), digits, tmp_path, Callbacks(evaluate=evaluate))
+    # the alarmed step wrote no checkpoint: the last one is from before
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == []

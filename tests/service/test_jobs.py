@@ -176,6 +176,11 @@ def test_submit_mirrors_the_spec_name_and_options(client: TestClient) -> None:
         ({"conditional": "yes"}, "conditional", "boolean"),
         ({"learning_rate": 0.1}, "learning_rate", "Extra inputs are not permitted"),
         ({"noise": {"size": 3}}, "noise.size", "Extra inputs are not permitted"),
+        ({"on_alarm": "panic"}, "on_alarm", "warn, stop, rollback"),
+        ({"eval_samples": 1}, "eval_samples", "between 2 and 50000"),
+        ({"eval_every": -1}, "eval_every", "between 0 and"),
+        ({"alarm_coverage": 1.5}, "alarm_coverage", "[0.0, 1.0]"),
+        ({"alarm_fd_patience": 0}, "alarm_fd_patience", "between 1 and 100"),
     ],
 )
 def test_invalid_spec_fields_are_422_problems_naming_the_field(

@@ -17,6 +17,8 @@ ARCHITECTURES = ("mlp", "dcgan")
 LOSS_NAMES = ("bce", "wgan-gp", "hinge")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("fp32", "bf16")
+ALARM_ACTIONS = ("warn", "stop", "rollback")
+MAX_EVAL_SAMPLES = 50_000
 # dcgan grows from a 4x4 or 7x7 seed by doubling, so sizes are 4·2^k or 7·2^k within 8..64 px.
 DCGAN_IMAGE_SIZES = (8, 14, 16, 28, 32, 56, 64)
 MLP_MAX_PIXELS = 64 * 64 * 3
@@ -105,6 +107,11 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
     dcgan_width: int = 64  # channels of dcgan's widest-resolution layer; doubles per downsample
     compile: bool = False  # torch.compile G and D (slow to start; pays off on long CUDA runs)
+    eval_every: int = 500  # steps between quality evaluations (0 = never; the end always is)
+    eval_samples: int = 1000  # generated images per evaluation
+    on_alarm: str = "warn"  # warn | stop (fail the job) | rollback (finish with the best model)
+    alarm_coverage: float = 0.8  # mode-collapse alarm below this fraction of classes covered
+    alarm_fd_patience: int = 3  # divergence alarm after this many Fréchet-distance rises in a row
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -133,6 +140,11 @@ class TrainConfig:
         _int_range("dcgan_width", self.dcgan_width, 4, 512)
         if not isinstance(self.compile, bool):
             raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
+        _int_range("eval_every", self.eval_every, 0, MAX_STEPS)
+        _int_range("eval_samples", self.eval_samples, 2, MAX_EVAL_SAMPLES)
+        _choice("on_alarm", self.on_alarm, ALARM_ACTIONS)
+        _float_range("alarm_coverage", self.alarm_coverage, 0.0, 1.0)
+        _int_range("alarm_fd_patience", self.alarm_fd_patience, 1, 100)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

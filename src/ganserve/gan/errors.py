@@ -32,3 +32,12 @@ class DivergenceError(GanError):
         super().__init__(f"training diverged at step {step}: non-finite loss ({shown})")
         self.step = step
         self.losses = losses
+
+
+class QualityAlarm(GanError):
+    """A mode-collapse or divergence alarm stopped training (the spec's on_alarm option)."""
+
+    def __init__(self, kind: str, step: int, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.step = step

@@ -28,9 +28,8 @@ from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import ConfigError
 from ganserve.gan.models import Generator
 from ganserve.gan.sample import generate, make_noise
-from ganserve.gan.state import stream_seed
+from ganserve.gan.state import EVAL_STREAM, stream_seed
 
-EVAL_STREAM = 4  # stream_seed(seed, EVAL_STREAM, i) seeds evaluation sample i
 GENERATION_CHUNK = 256  # images per generator forward pass
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # capped at the smaller feature set's size

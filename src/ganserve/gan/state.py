@@ -13,7 +13,7 @@ from ganserve.gan.models import Discriminator, Generator, build_models
 
 # Independent streams derived from the config seed, so that changing one consumer (e.g. the
 # preview grid) never shifts another (e.g. training noise).
-WEIGHTS_STREAM, NOISE_STREAM, DATA_STREAM, PREVIEW_STREAM = 0, 1, 2, 3
+WEIGHTS_STREAM, NOISE_STREAM, DATA_STREAM, PREVIEW_STREAM, EVAL_STREAM = 0, 1, 2, 3, 4
 
 
 def stream_seed(seed: int, stream: int, index: int = 0) -> int:

@@ -41,8 +41,11 @@ log = logging.getLogger(__name__)
 PREVIEW_IMAGES = 64
 # Fields that may differ between a checkpoint and the config resuming from it.
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "checkpoint_every", "keep_checkpoints", "sample_every", "device", "compile"}
-)
+    {
+        "steps", "checkpoint_every", "keep_checkpoints", "sample_every", "device", "compile",
+        "eval_every", "eval_samples", "on_alarm", "alarm_coverage", "alarm_fd_patience",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class Callbacks:
     abort: Callable[[], bool] | None = None  # checked every step; True stops at this boundary
     checkpoint: Callable[[Path, int], None] | None = None  # (path, step) after each save
     preview: Callable[[int, torch.Tensor], None] | None = None  # (step, (N, H, W, C) uint8)
+    # Quality evaluation every config.eval_every steps and at the end, before that step's
+    # checkpoint; it may raise (e.g. QualityAlarm) to stop training. Its time is not counted
+    # in steps/s.
+    evaluate: Callable[[TrainState], None] | None = None
     progress_every: int = 10  # steps between progress reports (each one syncs the device)
 
 
@@ -302,6 +309,12 @@ def train(
         done = state.step == config.steps
         if state.step % callbacks.progress_every == 0 or done:
             report()
+        if callbacks.evaluate and (
+            done or (config.eval_every and state.step % config.eval_every == 0)
+        ):
+            check_finite()
+            callbacks.evaluate(state)
+            window_start, window_step = time.perf_counter(), state.step  # not training time
         if state.step % config.checkpoint_every == 0 or done:
             last_checkpoint = write_checkpoint()
         if callbacks.preview and (state.step % config.sample_every == 0 or done):

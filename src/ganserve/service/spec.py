@@ -27,9 +27,11 @@ from pydantic import (
 )
 
 from ganserve.gan.config import (
+    ALARM_ACTIONS,
     ARCHITECTURES,
     LOSS_NAMES,
     MAX_BATCH_SIZE,
+    MAX_EVAL_SAMPLES,
     MAX_KEEP_CHECKPOINTS,
     MAX_N_CRITIC,
     MAX_NOISE_DIM,
@@ -207,6 +209,38 @@ class TrainSpec(BaseModel):
         description="Channels of dcgan's widest-resolution layer (doubles per downsample).",
         json_schema_extra=_bounds(4, 512),
     )
+    compile: StrictBool = Field(
+        default=False, description="torch.compile G and D (slow to start; for long CUDA runs)."
+    )
+    eval_every: StrictInt = Field(
+        default=500,
+        description="Steps between quality evaluations (Fréchet distance, KID, class "
+        "coverage); 0 = only at the end.",
+        json_schema_extra=_bounds(0, MAX_STEPS),
+    )
+    eval_samples: StrictInt = Field(
+        default=1000,
+        description="Generated images per quality evaluation.",
+        json_schema_extra=_bounds(2, MAX_EVAL_SAMPLES),
+    )
+    on_alarm: StrictStr = Field(
+        default="warn",
+        description="On a mode-collapse or divergence alarm: warn (a job warning and event), "
+        "stop (fail the job), rollback (stop and register the best evaluated model).",
+        json_schema_extra=_choices(ALARM_ACTIONS),
+    )
+    alarm_coverage: StrictFloat = Field(
+        default=0.8,
+        description="Mode-collapse alarm when fewer than this fraction of classes get a fair "
+        "share (half of 1/classes) of the samples.",
+        json_schema_extra=_bounds(0, 1),
+    )
+    alarm_fd_patience: StrictInt = Field(
+        default=3,
+        description="Divergence alarm when the Fréchet distance rises this many evaluations "
+        "in a row.",
+        json_schema_extra=_bounds(1, 100),
+    )
 
     @field_validator("name")
     @classmethod
@@ -249,6 +283,12 @@ class TrainSpec(BaseModel):
                 device=self.device,
                 precision=self.precision,
                 dcgan_width=self.dcgan_width,
+                compile=self.compile,
+                eval_every=self.eval_every,
+                eval_samples=self.eval_samples,
+                on_alarm=self.on_alarm,
+                alarm_coverage=self.alarm_coverage,
+                alarm_fd_patience=self.alarm_fd_patience,
             )
         except ConfigError as error:
             raise _renamed(error) from None
