@@ -1,0 +1,111 @@
+"""Quality evaluation of a training job: metrics, alarms and the best model so far.
+
+Built once per job run: the digits-style classifier (trained once per dataset and cached
+under the artifacts dir by content hash), an Evaluator over the held-out split, and a
+QualityMonitor whose state survives a resume (`quality.json` in the run dir). Each
+evaluation exports the EMA generator to `best/` when it is the best Fréchet distance so far,
+so `on_alarm: rollback` and the `best` alias have a model to point at.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganserve.gan.checkpoint import export_generator
+from ganserve.gan.classifier import classifier_for
+from ganserve.gan.config import TrainConfig
+from ganserve.gan.data import ImageDataset
+from ganserve.gan.errors import DatasetError, GanError
+from ganserve.gan.files import write_atomic
+from ganserve.gan.inception import InceptionExtractor, inception_frechet_distance
+from ganserve.gan.metrics import Evaluator, QualityReport
+from ganserve.gan.quality import QualityMonitor, QualityWarning
+from ganserve.gan.state import TrainState
+
+log = logging.getLogger(__name__)
+
+QUALITY_STATE = "quality.json"
+BEST_EXPORT = "best"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    step: int
+    metrics: dict[str, float]  # flat values for history, status and events
+    provenance: dict[str, Any]  # extractor identity, dataset hash, sample count, seed
+    warnings: list[QualityWarning]
+    is_best: bool  # the best Fréchet distance so far (exported to best/)
+
+
+@dataclass
+class QualityTracker:
+    evaluator: Evaluator
+    monitor: QualityMonitor
+    run_dir: Path
+    dataset_name: str
+    inception: InceptionExtractor | None = None
+    _inception_real: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def best_dir(self) -> Path:
+        return self.run_dir / BEST_EXPORT
+
+    def evaluate(self, state: TrainState) -> Evaluation:
+        report: QualityReport = self.evaluator.evaluate(state.generator_ema, state.spec)
+        metrics = report.as_metrics()
+        provenance = report.provenance()
+        if self.inception is not None:
+            if self._inception_real is None:
+                self._inception_real = self.inception.extract(
+                    self.evaluator.real_images, self.evaluator.device
+                )
+            metrics["inception_fd"] = inception_frechet_distance(
+                state.generator_ema, state.spec, self.evaluator.real_images, self.inception,
+                self.evaluator.samples, self.evaluator.seed, self.evaluator.device,
+                self._inception_real,
+            )  # fmt: skip
+            provenance["inception_extractor"] = self.inception.identity
+        warnings = self.monitor.observe(state.step, report)
+        best = self.monitor.best
+        is_best = best is not None and best.step == state.step
+        if is_best:
+            export_generator(state, self.best_dir, self.dataset_name)
+        write_atomic(self.run_dir / QUALITY_STATE, json.dumps(self.monitor.to_dict()).encode())
+        return Evaluation(state.step, metrics, provenance, warnings, is_best)
+
+
+def build_tracker(
+    config: TrainConfig,
+    dataset: ImageDataset,
+    run_dir: Path,
+    classifiers_dir: Path,
+    device: torch.device,
+    inception: InceptionExtractor | None = None,
+) -> QualityTracker | None:
+    """The job's tracker, or None when the dataset cannot be evaluated (e.g. no labels)."""
+    try:
+        classifier = classifier_for(dataset, classifiers_dir, device)
+    except DatasetError as error:
+        log.warning("quality metrics off for dataset %s: %s", dataset.name, error)
+        return None
+    evaluator = Evaluator(
+        classifier, classifier.held_out(dataset).images,
+        samples=config.eval_samples, seed=config.seed, device=device,
+    )  # fmt: skip
+    monitor = QualityMonitor(config.alarm_coverage, config.alarm_fd_patience)
+    saved = run_dir / QUALITY_STATE
+    if saved.is_file():
+        try:
+            monitor = QualityMonitor.from_dict(json.loads(saved.read_text()))
+        except (ValueError, KeyError, TypeError, GanError) as error:
+            log.warning("ignoring unreadable %s: %s", saved, error)
+        # a resumed job may have changed its alarm options; its streak and best carry over
+        monitor.coverage_threshold = config.alarm_coverage
+        monitor.fd_patience = config.alarm_fd_patience
+    return QualityTracker(evaluator, monitor, run_dir, dataset.name, inception)
