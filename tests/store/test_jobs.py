@@ -312,9 +312,20 @@ def test_release_job_requeues_and_keeps_attempt(session: Session) -> None:
     released = jobs.release_job(session, job.id, attempt, now=T0 + timedelta(seconds=5))
     assert (released.status, released.worker, released.attempt) == ("queued", None, 1)
     assert released.enqueued_at == T0 + timedelta(seconds=5)
+    # A release is cooperative, not a failure: the attempt it used is given back.
+    assert released.max_attempts == 4
     with pytest.raises(StaleAttemptError):
         jobs.release_job(session, job.id, attempt)
     assert jobs.claim_job(session, job.id, "w2", 60) == 2
+
+
+def test_releases_never_exhaust_the_attempts(session: Session) -> None:
+    job = new_job(session, max_attempts=1)
+    for expected in range(1, 6):
+        attempt = jobs.claim_job(session, job.id, "w", 60)
+        assert attempt == expected
+        jobs.release_job(session, job.id, attempt)
+    assert jobs.get_job(session, job.id).max_attempts == 6
 
 
 def test_release_with_cancel_requested_cancels(session: Session) -> None:
@@ -324,6 +335,71 @@ def test_release_with_cancel_requested_cancels(session: Session) -> None:
     jobs.request_cancel(session, job.id)
     released = jobs.release_job(session, job.id, attempt)
     assert released.status == "cancelled" and released.finished_at is not None
+    assert released.max_attempts == 3
+
+
+def test_reap_stale_job_requeues_a_lost_attempt(session: Session) -> None:
+    job = new_job(session)
+    assert jobs.claim_job(session, job.id, "w1", 10, now=T0) == 1
+    later = T0 + timedelta(seconds=11)
+    reaped = jobs.reap_stale_job(session, job.id, 1, "lost", now=later)
+    assert reaped is not None
+    assert (reaped.status, reaped.worker, reaped.error, reaped.finished_at) == (
+        "queued",
+        None,
+        None,
+        None,
+    )
+    assert (reaped.attempt, reaped.max_attempts, reaped.enqueued_at) == (1, 3, later)
+    assert reaped.lease_expires_at is None and reaped.heartbeat_at == T0  # last seen
+    # Done once: a second reaper (another API replica) finds nothing to do.
+    assert jobs.reap_stale_job(session, job.id, 1, "lost", now=later) is None
+    assert jobs.claim_job(session, job.id, "w2", 10, now=later) == 2
+
+
+def test_reap_stale_job_leaves_live_and_superseded_attempts_alone(session: Session) -> None:
+    job = new_job(session)
+    assert jobs.claim_job(session, job.id, "w1", 10, now=T0) == 1
+    # The reaper saw the lease expired, but a heartbeat renewed it meanwhile.
+    jobs.heartbeat(session, job.id, 1, 10, now=T0 + timedelta(seconds=9))
+    assert jobs.reap_stale_job(session, job.id, 1, "lost", now=T0 + timedelta(seconds=11)) is None
+    # Another worker took the job over after the lease expired: attempt 1 is not current.
+    assert jobs.claim_job(session, job.id, "w2", 10, now=T0 + timedelta(seconds=30)) == 2
+    assert jobs.reap_stale_job(session, job.id, 1, "lost", now=T0 + timedelta(hours=1)) is None
+    current = jobs.get_job(session, job.id)
+    assert (current.status, current.attempt, current.worker) == ("running", 2, "w2")
+    assert jobs.reap_stale_job(session, "0" * 32, 1, "lost") is None
+
+
+def test_reap_stale_job_fails_a_job_out_of_attempts_with_the_reason(session: Session) -> None:
+    job = new_job(session, max_attempts=1)
+    assert jobs.claim_job(session, job.id, "w1", 10, now=T0) == 1
+    later = T0 + timedelta(seconds=11)
+    failed = jobs.reap_stale_job(session, job.id, 1, "worker lost", now=later)
+    assert failed is not None
+    assert (failed.status, failed.error, failed.finished_at) == ("failed", "worker lost", later)
+
+
+def test_reap_stale_job_cancels_a_job_with_a_cancel_requested(session: Session) -> None:
+    job = new_job(session, max_attempts=1)
+    assert jobs.claim_job(session, job.id, "w1", 10, now=T0) == 1
+    jobs.request_cancel(session, job.id, now=T0)
+    later = T0 + timedelta(seconds=11)
+    cancelled = jobs.reap_stale_job(session, job.id, 1, "worker lost", now=later)
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.error, cancelled.finished_at) == ("cancelled", None, later)
+
+
+def test_claim_resend_has_one_winner_and_only_for_queued_jobs(session: Session) -> None:
+    queued = jobs.create_job(session, "m", SPEC, 10, now=T0)
+    cutoff, now = T0 + timedelta(seconds=60), T0 + timedelta(seconds=61)
+    assert jobs.claim_resend(session, queued.id, cutoff, now=now)
+    assert jobs.get_job(session, queued.id).enqueued_at == now
+    # Another reaper that read the job before this resend does not send it again.
+    assert not jobs.claim_resend(session, queued.id, cutoff, now=now)
+    assert jobs.claim_job(session, queued.id, "w", 10, now=now) == 1
+    assert not jobs.claim_resend(session, queued.id, now + timedelta(days=1))
+    assert not jobs.claim_resend(session, "0" * 32, now)
 
 
 def test_reaper_queries(session: Session) -> None:

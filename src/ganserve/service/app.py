@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,6 +18,7 @@ from ganserve.service.errors import ServiceError
 from ganserve.service.generator_cache import GeneratorCache
 from ganserve.service.problems import install_problem_handlers
 from ganserve.service.queue import TrainingQueue
+from ganserve.service.reaper import Reaper
 from ganserve.service.routes import datasets, jobs, models, ops
 from ganserve.service.telemetry import MetricsMiddleware
 from ganserve.settings import Settings, get_settings
@@ -59,10 +62,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             generators=GeneratorCache(store, capacity=settings.generator_cache_size),
         )
         app.state.context = context
+        # Jobs of lost workers and lost messages: see service/reaper.py.
+        reaper = Reaper(store, context.queue, settings.requeue_after_s)
+        reaper_task = asyncio.create_task(
+            reaper.run_forever(settings.reaper_interval_s, context.redis), name="ganserve-reaper"
+        )
         log.info("ganserve API ready (data dir %s)", settings.data_dir.resolve())
         try:
             yield
         finally:
+            reaper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper_task
             await context.redis.aclose()
             context.queue.close()
             store.close()

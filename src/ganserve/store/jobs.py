@@ -11,10 +11,15 @@ succeeds for exactly one caller: the job must be queued, or running with an expi
 `update_progress`, `finish_job`, `release_job`) names its attempt and raises
 `StaleAttemptError`, writing nothing, once another claim has superseded it.
 
-A reaper (the service or a worker on a timer) looks at `stale_running_jobs` and
-`queued_jobs`: a stale job with attempts left is re-enqueued (its next claim resumes it from
-the last checkpoint); one without attempts left, or with a cancel requested, is finished with
-`finish_job(..., attempt=job.attempt, ...)`.
+A reaper (the service, on a timer) looks at `stale_running_jobs` and `queued_jobs`: a stale
+job goes through `reap_stale_job`, fenced by the attempt the reaper saw (queued again when
+attempts are left, so its next claim resumes it from the last checkpoint; failed when none
+are; cancelled when a cancel was requested); a queued job whose message was lost is sent
+again after `claim_resend` says this reaper (of several replicas) is the one to send it.
+
+Attempt accounting: every claim uses one attempt (the fencing token only grows). A lost
+worker's attempt counts against `max_attempts`; a cooperative `release_job` (a worker
+shutting down) gives its attempt back by raising `max_attempts` by one.
 
 Times default to now (UTC); the `now` keyword exists for tests and must be timezone-aware.
 """
@@ -321,17 +326,20 @@ def mark_failed(
 def release_job(session: Session, job_id: str, attempt: int, *, now: datetime | None = None) -> Job:
     """Give the job back for another worker (e.g. on shutdown); fenced by attempt.
 
-    It becomes queued again and keeps its attempt count, so the next claim uses one more
-    attempt. A job with a cancel requested becomes cancelled instead.
+    It becomes queued again and keeps its attempt count, so the next claim gets a new
+    attempt number; a release is no failure, so `max_attempts` grows by one and the job's
+    budget of failures is unchanged. A job with a cancel requested becomes cancelled instead.
     """
     now = now or utcnow()
+    cancelled = Job.cancel_requested.is_(True)
     _fenced_update(
         session,
         job_id,
         attempt,
         ("running",),
-        status=case((Job.cancel_requested.is_(True), "cancelled"), else_="queued"),
-        finished_at=case((Job.cancel_requested.is_(True), now), else_=None),
+        status=case((cancelled, "cancelled"), else_="queued"),
+        finished_at=case((cancelled, now), else_=None),
+        max_attempts=case((cancelled, Job.max_attempts), else_=Job.max_attempts + 1),
         worker=None,
         heartbeat_at=None,
         lease_expires_at=None,
@@ -355,6 +363,62 @@ def stale_running_jobs(session: Session, now: datetime | None = None) -> list[Jo
             .execution_options(populate_existing=True)
         ).all()
     )
+
+
+def reap_stale_job(
+    session: Session, job_id: str, attempt: int, reason: str, *, now: datetime | None = None
+) -> Job | None:
+    """Take a job back from a lost worker; the job as it is now, or None if it was not stale.
+
+    Fenced: only while `attempt` is current, the job running and its lease expired, so a job
+    that just got a heartbeat or was claimed again is left alone (None). The lost attempt
+    counts: the job becomes queued when attempts are left (the next claim resumes it from
+    its last checkpoint), failed with `reason` when none are, and cancelled when a cancel
+    was requested.
+    """
+    now = now or utcnow()
+    cancelled = Job.cancel_requested.is_(True)
+    exhausted = and_(Job.cancel_requested.is_(False), Job.attempt >= Job.max_attempts)
+    row = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.attempt == attempt,
+            Job.status == "running",
+            or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now),
+        )
+        .values(
+            status=case((cancelled, "cancelled"), (exhausted, "failed"), else_="queued"),
+            error=case((exhausted, reason), else_=Job.error),
+            finished_at=case((or_(cancelled, exhausted), now), else_=None),
+            worker=None,
+            lease_expires_at=None,
+            enqueued_at=now,
+            updated_at=now,
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return None if row is None else get_job(session, job_id)
+
+
+def claim_resend(
+    session: Session, job_id: str, enqueued_before: datetime, *, now: datetime | None = None
+) -> bool:
+    """Whether the caller should send the queued job's task again (and it is recorded).
+
+    True for exactly one of several concurrent callers: the job must still be queued and
+    its last send older than `enqueued_before`; its `enqueued_at` becomes `now`.
+    """
+    now = now or utcnow()
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued", Job.enqueued_at < enqueued_before)
+        .values(enqueued_at=now, updated_at=now)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return row is not None
 
 
 def queued_jobs(session: Session, enqueued_before: datetime | None = None) -> list[Job]:

@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery, signals
 
 from ganserve.settings import Settings, get_settings
+from ganserve.worker import shutdown
 from ganserve.worker.errors import BrokerNotConfiguredError
 from ganserve.worker.resources import LazyResources, missing_broker_message
 from ganserve.worker.tasks import register_tasks
@@ -55,9 +56,24 @@ def _manage(resources: LazyResources) -> None:
     def close(**_: Any) -> None:
         resources.close()
 
+    signals.worker_init.connect(_warm_up, weak=False)
     signals.worker_process_init.connect(forget, weak=False)
     signals.worker_process_shutdown.connect(close, weak=False)
     signals.worker_shutdown.connect(close, weak=False)
+    # SIGTERM: the running job checkpoints and is handed to another worker (shutdown.py).
+    shutdown.install()
+
+
+def _warm_up(**_: Any) -> None:
+    """Import now what torch imports lazily when a job builds its first optimizer.
+
+    `torch._dynamo` takes seconds of CPU to import; inside the first job it would delay the
+    first heartbeat by as much, and a short lease could expire before it.
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # pragma: no cover - a torch build without it
+        pass
 
 
 def _app_from_environment() -> Celery:

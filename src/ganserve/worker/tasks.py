@@ -1,6 +1,12 @@
 """The Celery task: decode the message, then hand over to `training.run_training_job`.
 
 A task is like a web view: no training logic here, so that logic is tested without Celery.
+
+The task always returns normally, so its message is acknowledged (acks_late) whatever the
+outcome: the database, not the broker, says what happens to the job next. When the worker is
+shutting down, the job is released and its task sent again to the queue it came from, so
+another worker resumes it from its checkpoint; a job whose resend fails stays queued and the
+API's reaper sends it again.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from celery import Celery, Task
 
 from ganserve.store.errors import InvalidValueError
 from ganserve.store.names import validate_job_id
+from ganserve.worker import shutdown
 from ganserve.worker.resources import LazyResources
 from ganserve.worker.training import Outcome, run_training_job
 
@@ -40,7 +47,43 @@ def register_tasks(app: Celery, resources: LazyResources) -> None:
         if not _is_job_id(job_id):
             log.error("ignoring a %s message with an invalid job id %r", TRAIN_TASK, job_id)
             return "skipped"
-        return run_training_job(job_id, resources.get(), worker_name(task.request.hostname))
+        queue = _delivery_queue(task) or resources.settings.training_queue
+        if shutdown.requested():
+            # Delivered as the worker began to stop: leave the job untouched for another one.
+            log.info("job %s: worker shutting down; not starting it", job_id)
+            _send_again(app, job_id, queue)
+            return "released"
+        outcome = run_training_job(
+            job_id,
+            resources.get(),
+            worker_name(task.request.hostname),
+            stop_requested=shutdown.requested,
+        )
+        if outcome == "released":
+            _send_again(app, job_id, queue)
+        return outcome
+
+
+def _send_again(app: Celery, job_id: str, queue: str) -> None:
+    """Send the job's task again so that another worker continues it."""
+    try:
+        app.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+    except Exception as exc:  # any broker failure: the job is queued, the reaper resends it
+        log.warning(
+            "job %s: could not send it again (%s); it stays queued and the reaper resends it",
+            job_id,
+            exc,
+            extra={"job_id": job_id},
+        )
+        return
+    log.info("job %s: sent again to queue %s", job_id, queue, extra={"job_id": job_id})
+
+
+def _delivery_queue(task: Task) -> str | None:
+    """The queue (routing key) the current message came from, if known."""
+    info = task.request.delivery_info or {}
+    routing_key = info.get("routing_key")
+    return routing_key if isinstance(routing_key, str) and routing_key else None
 
 
 def _is_job_id(value: object) -> TypeGuard[str]:

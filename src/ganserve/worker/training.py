@@ -8,6 +8,14 @@ run then raises JobLost out of the engine's callbacks, so the engine stops witho
 its abort checkpoint into a folder the new attempt now owns, and returns without touching
 the job row or publishing anything more.
 
+Leases. The claim lasts `settings.job_lease_s`; the abort callback (called every step) renews it
+every third of that, and each progress write renews it too. A worker that dies stops renewing;
+the API's reaper then gives the job to another worker, which resumes from the checkpoint.
+
+Shutdown. `stop_requested` (the worker's SIGTERM flag) is polled with the cancel flag: the
+engine checkpoints and returns, and the run releases the job (`release_job`: queued again, the
+attempt given back) and returns "released" so the task re-sends it for another worker.
+
 Events. The database is the source of truth and events are a view of it: each event is
 published after the write it reports has committed, and a Redis error while publishing is
 logged, never fatal to the job. The terminal `status` event is the job's last event.
@@ -18,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -41,9 +49,6 @@ from ganserve.worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 
-# Seconds a claim (and each renewal) keeps the job ours; a dead worker's job is taken over
-# this long after its last heartbeat.
-LEASE_S = 60.0
 # Seconds between cancel-flag reads (the abort callback runs every step).
 CANCEL_CHECK_INTERVAL_S = 0.5
 PREVIEW_PER_ROW = 8
@@ -51,15 +56,31 @@ EXPORT_DIR_NAME = "generator"  # under the job's artifact dir
 MAX_ERROR_CHARS = 2000
 
 # What run_training_job returns: the job's final status, "skipped" when it could not be
-# claimed, or "lost" when this attempt ended without recording an outcome (superseded by
-# another claim, or the database failed); a lost job is taken over once its lease expires.
-Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "lost"]
+# claimed, "released" when a shutdown stopped it after a checkpoint and it is queued again
+# (the caller sends its task again), or "lost" when this attempt ended without recording an
+# outcome (superseded by another claim, or the database failed); a lost job is taken over
+# once its lease expires.
+Outcome = Literal["succeeded", "failed", "cancelled", "skipped", "released", "lost"]
+
+
+def _never() -> bool:
+    return False
 
 
 def run_training_job(
-    job_id: str, resources: WorkerResources, worker_name: str, *, lease_s: float = LEASE_S
+    job_id: str,
+    resources: WorkerResources,
+    worker_name: str,
+    *,
+    lease_s: float | None = None,
+    stop_requested: Callable[[], bool] = _never,
 ) -> Outcome:
-    """Claim job `job_id` for `worker_name` and run it to a final status (see Outcome)."""
+    """Claim job `job_id` for `worker_name` and run it to a final status (see Outcome).
+
+    `lease_s` defaults to `settings.job_lease_s`; `stop_requested` is polled every step and,
+    once true, makes the run checkpoint and release the job.
+    """
+    lease_s = resources.settings.job_lease_s if lease_s is None else lease_s
     with resources.store.session() as session:
         attempt = jobs.claim_job(session, job_id, worker_name, lease_s)
     if attempt is None:
@@ -70,7 +91,7 @@ def run_training_job(
             extra={"job_id": job_id},
         )
         return "skipped"
-    return _JobRun(job_id, attempt, resources, worker_name, lease_s).run()
+    return _JobRun(job_id, attempt, resources, worker_name, lease_s, stop_requested).run()
 
 
 def progress_event(progress: Progress) -> dict[str, Any]:
@@ -118,6 +139,7 @@ class _JobRun:
         resources: WorkerResources,
         worker_name: str,
         lease_s: float,
+        stop_requested: Callable[[], bool] = _never,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -126,6 +148,7 @@ class _JobRun:
         self.artifacts = resources.store.artifacts
         self.events = resources.events
         self.lease_s = lease_s
+        self.stop_requested = stop_requested
         self.log = _JobLog(log, {"job_id": job_id, "attempt": attempt, "worker": worker_name})
         self.cancel_requested = False
         never = -math.inf
@@ -169,6 +192,8 @@ class _JobRun:
                 ),
                 device=self._device(config),
             )
+            if result.aborted and not self.cancel_requested:
+                return self._release(result.state.step)
             if result.aborted:
                 self.log.info("cancelled at step %d", result.state.step)
                 return self._finish("cancelled")
@@ -218,6 +243,20 @@ class _JobRun:
         self._publish("status", {"status": "succeeded", "attempt": self.attempt})
         return "succeeded"
 
+    def _release(self, step: int) -> Outcome:
+        """Hand the job back after the engine's shutdown checkpoint at `step`."""
+        with self._fenced_session() as session:
+            job = jobs.release_job(session, self.job_id, self.attempt)
+        if job.status == "cancelled":  # a cancel came in that we had not read yet
+            self.log.info("cancelled at step %d", step)
+            self._publish("status", {"status": "cancelled", "attempt": self.attempt})
+            return "cancelled"
+        self.log.info(
+            "worker shutting down: released at step %d (checkpoint kept) for another worker", step
+        )
+        self._publish("status", {"status": "queued", "attempt": self.attempt, "step": step})
+        return "released"
+
     def _finish(self, status: Literal["failed", "cancelled"], error: str | None = None) -> Outcome:
         with self._fenced_session() as session:
             jobs.finish_job(session, self.job_id, self.attempt, status, error=error)
@@ -258,7 +297,7 @@ class _JobRun:
             self.cancel_checked_at = now
             with self.store.session() as session:
                 self.cancel_requested = jobs.is_cancel_requested(session, self.job_id)
-        return self.cancel_requested
+        return self.cancel_requested or self.stop_requested()
 
     def _on_checkpoint(self, path: Path, step: int) -> None:
         self._heartbeat()
