@@ -500,3 +500,11 @@ def test_openapi_documents_every_job_dataset_and_ops_route(client: TestClient) -
         "text/event-stream"
         in paths["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
     )
+
+
+def test_jobs_get_the_configured_number_of_attempts(settings: Settings) -> None:
+    from ganserve.service.app import create_app
+
+    with TestClient(create_app(settings.model_copy(update={"max_job_attempts": 5}))) as client:
+        job = client.post("/v1/jobs", json={"steps": 10}).json()
+        assert client.get(f"/v1/jobs/{job['id']}").json()["max_attempts"] == 5

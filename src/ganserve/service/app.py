@@ -19,7 +19,7 @@ from ganserve.service.generator_cache import GeneratorCache
 from ganserve.service.problems import install_problem_handlers
 from ganserve.service.queue import TrainingQueue
 from ganserve.service.reaper import Reaper
-from ganserve.service.routes import datasets, jobs, models, ops
+from ganserve.service.routes import datasets, jobs, models, ops, web
 from ganserve.service.telemetry import MetricsMiddleware
 from ganserve.settings import Settings, get_settings
 from ganserve.store import Store
@@ -90,4 +90,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(datasets.router)
+    app.include_router(web.router)  # the web page at / (not in the OpenAPI document)
     return app

@@ -46,14 +46,18 @@ def get_job(session: Session, job_id: str) -> Job:
     return job_store.get_job(session, job_id)
 
 
-def submit_job(session: Session, queue: TrainingQueue, spec: TrainSpec, data_dir: Path) -> Job:
+def submit_job(
+    session: Session, queue: TrainingQueue, spec: TrainSpec, data_dir: Path, max_attempts: int
+) -> Job:
     """Validate `spec`, store a queued job, commit, then send its task to the broker.
 
     If the broker refuses, the job stays queued (committed) and the reaper resends it.
     """
     config = spec.to_config()
     check_against_dataset(config, data_dir)
-    job = job_store.create_job(session, spec.model_name, config.to_dict(), config.steps)
+    job = job_store.create_job(
+        session, spec.model_name, config.to_dict(), config.steps, max_attempts=max_attempts
+    )
     session.commit()
     try:
         queue.enqueue(job.id)

@@ -68,7 +68,7 @@ class ModelOut(BaseModel):
 class AliasIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, strict=True, description="The live version the alias names.")
+    version: int = Field(ge=1, le=2**31 - 1, strict=True, description="The version it names.")
 
 
 class AliasOut(BaseModel):

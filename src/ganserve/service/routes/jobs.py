@@ -51,7 +51,7 @@ def submit_job(
     settings: SettingsDep,
 ) -> JobOut:
     """Validate the spec (dataset included), queue the job and return it; `Location` names it."""
-    job = jobs.submit_job(session, queue, spec, settings.data_dir)
+    job = jobs.submit_job(session, queue, spec, settings.data_dir, settings.max_job_attempts)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return jobs.job_view(job)
 
@@ -61,7 +61,7 @@ def list_jobs(
     session: SessionDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Jobs to skip.")] = 0,
 ) -> JobPage:
     return jobs.list_jobs(session, status, limit, offset)
 
@@ -127,7 +127,7 @@ def job_history(
         list[str] | None, Query(description="Only these series (repeat the parameter).")
     ] = None,
     after_step: Annotated[
-        int | None, Query(ge=0, description="Only points after this step (incremental).")
+        int | None, Query(ge=0, le=2**31 - 1, description="Only points after this step.")
     ] = None,
 ) -> JobHistory:
     return jobs.job_history(session, job_id, series, after_step)
