@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Stack
+from tests.helpers.classifiers import seed_classifiers
 from tests.helpers.processes import ManagedProcess, free_port, start_uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +119,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Itera
         "GANSERVE_PROTECT_SAMPLING": "false",
     }
     stack = WebStack(env=env, data_dir=root / "data", logs=logs)
+    seed_classifiers(stack.data_dir)
     with ExitStack() as cleanup:
         cleanup.callback(stack.stop)
         stack.start_api()  # applies the migrations before the others start

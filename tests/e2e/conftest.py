@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.classifiers import seed_classifiers
 from tests.helpers.databases import BACKENDS, fresh_database
 from tests.helpers.processes import (
     ManagedProcess,
@@ -91,6 +92,7 @@ def stack(
             "GANSERVE_API_KEYS": "",
         }
         stack = Stack(env=env, data_dir=root / "data", logs=logs)
+        seed_classifiers(stack.data_dir)
         cleanup.callback(stack.stop)
         stack.start_api()  # applies the migrations before the worker starts
         stack.start_worker()

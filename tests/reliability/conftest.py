@@ -25,6 +25,7 @@ from ganserve.service.reaper import Reaper
 from ganserve.settings import Settings
 from ganserve.store import Job, Store, jobs, registry
 from ganserve.store.events import JobEvent, read_events_sync, stream_key
+from tests.helpers.classifiers import seed_classifiers
 from tests.helpers.processes import ManagedProcess, free_port, start_celery_worker, start_uvicorn
 from tests.worker.support import TINY
 
@@ -176,6 +177,7 @@ class Cluster:
 
 def make_cluster(root: Path, redis_url: str, queue: str) -> Cluster:
     data_dir = root / "data"
+    seed_classifiers(data_dir)
     env = {
         "GANSERVE_DATA_DIR": str(data_dir),
         "DATABASE_URL": "",  # the SQLite file in the data dir, like the test's own store

@@ -14,12 +14,14 @@ from ganserve.store import Store
 from ganserve.store import jobs as store_jobs
 from ganserve.store.events import EventPublisher, stream_key
 from ganserve.worker.resources import WorkerResources
+from tests.helpers.classifiers import seed_classifiers
 from tests.worker.support import TINY, MakeJob
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     # Every progress report is written unless a test asks for throttling.
+    seed_classifiers(tmp_path / "data")
     return Settings(
         data_dir=tmp_path / "data",
         database_url=None,  # the SQLite file in data_dir, whatever the environment says

@@ -206,15 +206,32 @@ def update_progress(
         values["lease_expires_at"] = now + timedelta(seconds=lease_s)
     _fenced_update(session, job_id, attempt, ("running",), **values)
     if metrics:
-        # The fenced UPDATE above holds the row lock, so this read-modify-write is safe.
-        current = session.scalar(select(Job.latest_metrics).where(Job.id == job_id)) or {}
-        merged = {**current, **_json_numbers(metrics)}
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(latest_metrics=merged)
-            .execution_options(synchronize_session=False)
-        )
+        _merge_metrics(session, job_id, metrics)
+
+
+def record_metrics(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    metrics: Mapping[str, float],
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Merge evaluation `metrics` into the job's latest metrics, fenced by `attempt`."""
+    _fenced_update(session, job_id, attempt, ("running",), updated_at=now or utcnow())
+    _merge_metrics(session, job_id, metrics)
+
+
+def _merge_metrics(session: Session, job_id: str, metrics: Mapping[str, float]) -> None:
+    # The fenced UPDATE before this holds the row lock, so this read-modify-write is safe.
+    current = session.scalar(select(Job.latest_metrics).where(Job.id == job_id)) or {}
+    merged = {**current, **_json_numbers(metrics)}
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(latest_metrics=merged)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def request_cancel(session: Session, job_id: str, *, now: datetime | None = None) -> Job:

@@ -23,8 +23,11 @@ logged, never fatal to the job. The terminal `status` event is the job's last ev
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -35,16 +38,18 @@ import redis
 import torch
 from sqlalchemy.orm import Session
 
-from ganserve.gan.checkpoint import export_generator
+from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, export_generator
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import load_dataset
-from ganserve.gan.errors import GanError
+from ganserve.gan.errors import GanError, QualityAlarm
+from ganserve.gan.inception import InceptionExtractor, load_inception_extractor
 from ganserve.gan.sample import encode_png, make_grid
-from ganserve.gan.state import resolve_device
-from ganserve.gan.train import Callbacks, Progress, TrainResult, train
+from ganserve.gan.state import TrainState, resolve_device
+from ganserve.gan.train import Callbacks, Progress, train
 from ganserve.store import jobs, metrics, registry
-from ganserve.store.errors import StaleAttemptError
+from ganserve.store.errors import NotFoundError, StaleAttemptError
 from ganserve.worker.errors import JobLost
+from ganserve.worker.quality import Evaluation, QualityTracker, build_tracker
 from ganserve.worker.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,8 @@ log = logging.getLogger(__name__)
 CANCEL_CHECK_INTERVAL_S = 0.5
 PREVIEW_PER_ROW = 8
 EXPORT_DIR_NAME = "generator"  # under the job's artifact dir
+CLASSIFIERS_DIR = "classifiers"  # under the artifacts root, one folder per dataset hash
+BEST_ALIAS = "best"  # follows the version with the lowest final Fréchet distance
 MAX_ERROR_CHARS = 2000
 
 # What run_training_job returns: the job's final status, "skipped" when it could not be
@@ -151,6 +158,8 @@ class _JobRun:
         self.stop_requested = stop_requested
         self.log = _JobLog(log, {"job_id": job_id, "attempt": attempt, "worker": worker_name})
         self.cancel_requested = False
+        self.quality: QualityTracker | None = None
+        self.last_evaluation: Evaluation | None = None
         never = -math.inf
         self.lease_renewed_at = time.monotonic()
         self.cancel_checked_at = never
@@ -178,28 +187,44 @@ class _JobRun:
                 job = jobs.get_job(session, self.job_id)
             name = job.name
             config = TrainConfig.from_dict(job.spec)
-            dataset = load_dataset(config.dataset, self.settings.data_dir)
-            self._heartbeat()  # loading a large dataset may take a good part of the lease
+            run_dir = self.artifacts.job_dir(self.job_id)
+            device = self._device(config) or resolve_device(config.device)
+            with self._keep_lease():  # a large dataset or a first classifier takes a while
+                dataset = load_dataset(config.dataset, self.settings.data_dir)
+                self.quality = build_tracker(
+                    config, dataset, run_dir, self.artifacts.root / CLASSIFIERS_DIR, device,
+                    self._inception(),
+                )  # fmt: skip
             result = train(
                 config,
                 dataset,
-                self.artifacts.job_dir(self.job_id),
+                run_dir,
                 Callbacks(
                     progress=self._on_progress,
                     abort=self._should_abort,
                     checkpoint=self._on_checkpoint,
                     preview=self._on_preview,
+                    evaluate=self._on_evaluate if self.quality else None,
                 ),
-                device=self._device(config),
+                device=device,
             )
             if result.aborted and not self.cancel_requested:
                 return self._release(result.state.step)
             if result.aborted:
                 self.log.info("cancelled at step %d", result.state.step)
                 return self._finish("cancelled")
-            return self._complete(name, config, result)
+            export_dir = run_dir / EXPORT_DIR_NAME
+            with self._keep_lease():
+                description = export_generator(result.state, export_dir, config.dataset)
+            final = self.last_evaluation.metrics if self.last_evaluation else {}
+            return self._complete(name, export_dir, description, final)
         except JobLost:
             raise
+        except QualityAlarm as alarm:
+            if config.on_alarm == "rollback":
+                return self._rollback(name, alarm)
+            self.log.warning("stopped by a quality alarm: %s", alarm)
+            return self._finish("failed", error=_truncate(f"stopped by a quality alarm: {alarm}"))
         except GanError as exc:
             self.log.warning("failed: %s", exc)
             return self._finish("failed", error=_truncate(str(exc)))
@@ -213,10 +238,17 @@ class _JobRun:
             return resolve_device(self.settings.worker_device)
         return None
 
-    def _complete(self, name: str, config: TrainConfig, result: TrainResult) -> Outcome:
+    def _complete(
+        self,
+        name: str,
+        export_dir: Path,
+        description: dict[str, Any],
+        final_metrics: dict[str, float],
+        warning: str | None = None,
+    ) -> Outcome:
+        """Register the exported generator in export_dir and finish the job as succeeded."""
         self._heartbeat()
-        export_dir = self.artifacts.job_dir(self.job_id) / EXPORT_DIR_NAME
-        description = export_generator(result.state, export_dir, config.dataset)
+        step = int(description["step"])
         # One transaction: if our attempt went stale meanwhile, nothing is registered and the
         # attempt that took over registers instead (register_version is idempotent per job).
         with self._fenced_session() as session:
@@ -224,12 +256,15 @@ class _JobRun:
                 session,
                 name=name,
                 job_id=self.job_id,
-                step=result.state.step,
+                step=step,
                 artifact_path=self.artifacts.relative(export_dir),
                 description=description,
-                metrics={},
+                metrics=final_metrics,
             )
             model_name, model_version = version.name, version.version
+            _follow_best(session, model_name, model_version, final_metrics)
+            if warning:
+                jobs.add_warning(session, self.job_id, warning)
             jobs.finish_job(
                 session,
                 self.job_id,
@@ -238,10 +273,26 @@ class _JobRun:
                 model_name=model_name,
                 model_version=model_version,
             )
-        self.log.info("succeeded at step %d: model %s v%d", result.state.step, name, model_version)
+        self.log.info("succeeded at step %d: model %s v%d", step, name, model_version)
         self._publish("model", {"name": model_name, "version": model_version})
         self._publish("status", {"status": "succeeded", "attempt": self.attempt})
         return "succeeded"
+
+    def _rollback(self, name: str, alarm: QualityAlarm) -> Outcome:
+        """on_alarm=rollback: stop and register the best evaluated generator instead."""
+        best_dir = self.quality.best_dir if self.quality else None
+        if best_dir is None or not (best_dir / EXPORT_DESCRIPTION).is_file():
+            return self._finish(
+                "failed", error=_truncate(f"{alarm}; no evaluated model to roll back to")
+            )
+        description = json.loads((best_dir / EXPORT_DESCRIPTION).read_text())
+        best = self.quality.monitor.best if self.quality else None
+        message = f"{alarm}; rolled back to step {description['step']}" + (
+            f" (Fréchet distance {best.frechet_distance:.4g})" if best else ""
+        )
+        self.log.warning("%s", message)
+        final = {"fd": best.frechet_distance} if best else {}
+        return self._complete(name, best_dir, description, final, warning=message)
 
     def _release(self, step: int) -> Outcome:
         """Hand the job back after the engine's shutdown checkpoint at `step`."""
@@ -299,6 +350,33 @@ class _JobRun:
                 self.cancel_requested = jobs.is_cancel_requested(session, self.job_id)
         return self.cancel_requested or self.stop_requested()
 
+    def _on_evaluate(self, state: TrainState) -> None:
+        assert self.quality is not None
+        with self._keep_lease():
+            evaluation = self.quality.evaluate(state)
+        self.last_evaluation = evaluation
+        with self._fenced_session() as session:
+            jobs.record_metrics(session, self.job_id, self.attempt, evaluation.metrics)
+            metrics.append_metrics(
+                session, self.job_id, evaluation.step, evaluation.metrics,
+                extra=evaluation.provenance,
+            )  # fmt: skip
+            for warning in evaluation.warnings:
+                jobs.add_warning(session, self.job_id, warning.message)
+        self.log.info("evaluated at step %d: %s", evaluation.step, evaluation.metrics,
+                      extra={"step": evaluation.step})  # fmt: skip
+        values = {name: _finite(value) for name, value in evaluation.metrics.items()}
+        self._publish("evaluation", {
+            "step": evaluation.step, "metrics": values,
+            "provenance": evaluation.provenance, "best": evaluation.is_best,
+        })  # fmt: skip
+        for warning in evaluation.warnings:
+            self._publish("warning", {"kind": warning.kind, "step": warning.step,
+                                      "message": warning.message})  # fmt: skip
+        if evaluation.warnings and state.config.on_alarm != "warn":
+            first = evaluation.warnings[0]
+            raise QualityAlarm(first.kind, first.step, first.message)
+
     def _on_checkpoint(self, path: Path, step: int) -> None:
         self._heartbeat()
         self._publish("checkpoint", {"step": step})
@@ -319,6 +397,37 @@ class _JobRun:
         except StaleAttemptError as exc:
             raise JobLost(str(exc)) from exc
 
+    @contextmanager
+    def _keep_lease(self) -> Iterator[None]:
+        """Heartbeat from a thread while slow work that calls no engine callback runs."""
+        done = threading.Event()
+        lost: list[JobLost] = []
+
+        def beat() -> None:
+            while not done.wait(self.lease_s / 3):
+                try:
+                    self._heartbeat()
+                except JobLost as exc:
+                    lost.append(exc)
+                    return
+                except Exception as exc:  # a database hiccup: the next beat retries
+                    self.log.warning("heartbeat failed: %s", exc)
+
+        thread = threading.Thread(target=beat, name=f"lease-{self.job_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+        if lost:
+            raise lost[0]
+        self._heartbeat()
+
+    def _inception(self) -> InceptionExtractor | None:
+        path = self.settings.inception_weights
+        return None if path is None else _load_inception(str(path))
+
     def _heartbeat(self) -> None:
         with self._fenced_session() as session:
             jobs.heartbeat(session, self.job_id, self.attempt, self.lease_s)
@@ -329,6 +438,26 @@ class _JobRun:
             self.events.publish(self.job_id, type_, data)
         except redis.RedisError as exc:
             self.log.warning("could not publish a %s event: %s", type_, exc)
+
+
+@functools.cache
+def _load_inception(path: str) -> InceptionExtractor:
+    """Once per worker process; ConfigError (the job fails, naming the file) if unusable."""
+    return load_inception_extractor(path, setting="GANSERVE_INCEPTION_WEIGHTS")
+
+
+def _follow_best(session: Session, name: str, version: int, final: dict[str, float]) -> None:
+    """Point the `best` alias at `version` when its final Fréchet distance beats the holder's."""
+    fd = final.get("fd")
+    if fd is None or not math.isfinite(fd):
+        return
+    try:
+        holder = registry.resolve(session, name, BEST_ALIAS)
+    except NotFoundError:
+        holder = None
+    held = (holder.metrics or {}).get("fd") if holder is not None else None
+    if holder is None or held is None or fd < held:
+        registry.set_alias(session, name, BEST_ALIAS, version)
 
 
 def _finite(value: float) -> float | None:
