@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(default=60.0, gt=0)
     # Seconds between progress writes to the database (events are published as often).
     progress_interval_s: float = Field(default=1.0, gt=0)
+    # Port of the worker's own Prometheus endpoint (0 = off) and the address it binds.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # Torch device used by the worker when a spec says "auto".
     worker_device: str = "auto"
 

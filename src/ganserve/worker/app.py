@@ -10,11 +10,13 @@ from typing import Any
 
 from celery import Celery, signals
 
+from ganserve.logs import configure_logging
 from ganserve.settings import Settings, get_settings
 from ganserve.worker import shutdown
 from ganserve.worker.errors import BrokerNotConfiguredError
 from ganserve.worker.resources import LazyResources, missing_broker_message
 from ganserve.worker.tasks import register_tasks
+from ganserve.worker.telemetry import start_metrics_server
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -44,7 +46,21 @@ def _build(settings: Settings, broker_url: str | None) -> Celery:
     resources = LazyResources(settings)
     register_tasks(app, resources)
     _manage(resources)
+    _observe(settings)
     return app
+
+
+def _observe(settings: Settings) -> None:
+    """JSON logs (instead of Celery's own setup) and the worker's Prometheus endpoint."""
+
+    def setup_logging(**_: Any) -> None:
+        configure_logging(settings.log_level, settings.log_format)
+
+    def serve_metrics(**_: Any) -> None:
+        start_metrics_server(settings)
+
+    signals.setup_logging.connect(setup_logging, weak=False)
+    signals.worker_init.connect(serve_metrics, weak=False)
 
 
 def _manage(resources: LazyResources) -> None:

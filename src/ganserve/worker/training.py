@@ -48,6 +48,7 @@ from ganserve.gan.state import TrainState, resolve_device
 from ganserve.gan.train import Callbacks, Progress, train
 from ganserve.store import jobs, metrics, registry
 from ganserve.store.errors import NotFoundError, StaleAttemptError
+from ganserve.worker import telemetry
 from ganserve.worker.errors import JobLost
 from ganserve.worker.quality import Evaluation, QualityTracker, build_tracker
 from ganserve.worker.resources import WorkerResources
@@ -97,6 +98,7 @@ def run_training_job(
             job_id,
             extra={"job_id": job_id},
         )
+        telemetry.JOBS.labels("skipped").inc()
         return "skipped"
     return _JobRun(job_id, attempt, resources, worker_name, lease_s, stop_requested).run()
 
@@ -160,6 +162,7 @@ class _JobRun:
         self.cancel_requested = False
         self.quality: QualityTracker | None = None
         self.last_evaluation: Evaluation | None = None
+        self.steps_counted = 0  # for the worker's steps counter (a resumed job starts later)
         never = -math.inf
         self.lease_renewed_at = time.monotonic()
         self.cancel_checked_at = never
@@ -169,16 +172,20 @@ class _JobRun:
 
     def run(self) -> Outcome:
         self.log.info("claimed")
+        outcome: Outcome = "lost"
         try:
-            return self._run()
+            outcome = self._run()
         except JobLost as exc:
             self.log.warning("stopped without writing anything more: %s", exc)
-            return "lost"
         except Exception:
             # The outcome could not be recorded (e.g. the database is down). The job keeps its
             # lease until it expires; then it is taken over and resumes from its checkpoint.
             self.log.exception("could not record the job's outcome; leaving it to its lease")
-            return "lost"
+        finally:
+            telemetry.JOBS.labels(outcome).inc()
+            last = self.last_evaluation.metrics if self.last_evaluation else {}
+            telemetry.forget_job(self.job_id, list(last))
+        return outcome
 
     def _run(self) -> Outcome:
         self._publish("status", {"status": "running", "attempt": self.attempt})
@@ -336,6 +343,10 @@ class _JobRun:
                 lease_s=self.lease_s,
             )
             metrics.append_metrics(session, self.job_id, progress.step, history_point(progress))
+        telemetry.STEPS.inc(progress.step - self.steps_counted)
+        self.steps_counted = progress.step
+        if math.isfinite(progress.steps_per_sec):
+            telemetry.JOB_STEPS_PER_SECOND.labels(self.job_id).set(progress.steps_per_sec)
         self.progress_written_at = self.lease_renewed_at = now
         self._publish("progress", progress_event(progress))
 
@@ -355,6 +366,9 @@ class _JobRun:
         with self._keep_lease():
             evaluation = self.quality.evaluate(state)
         self.last_evaluation = evaluation
+        telemetry.EVALUATION_SECONDS.observe(evaluation.metrics.get("eval_seconds", 0.0))
+        for name, value in evaluation.metrics.items():
+            telemetry.JOB_METRIC.labels(self.job_id, name).set(value)
         with self._fenced_session() as session:
             jobs.record_metrics(session, self.job_id, self.attempt, evaluation.metrics)
             metrics.append_metrics(
