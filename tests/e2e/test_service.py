@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -220,3 +221,52 @@ def test_command_line_client_follows_a_job_and_samples(stack: Stack, tmp_path: P
     assert listed.exit_code == 0 and "from-cli" in listed.output
     missing = runner.invoke(app, ["models", "sample", "nope", "-o", str(grid), "--url", stack.url])
     assert missing.exit_code == 1 and "error 404" in missing.output
+
+
+def _events(response: httpx.Response) -> list[tuple[str | None, str, dict]]:
+    """(id, type, data) of each Server-Sent Event in a finished stream's body."""
+    parsed, event_id, kind = [], None, "message"
+    for line in response.text.splitlines():
+        if line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            parsed.append((event_id, kind, json.loads(line[5:].strip())))
+        elif not line:
+            event_id, kind = None, "message"
+    return parsed
+
+
+def test_event_stream_resumes_after_last_event_id(stack: Stack, trained: dict) -> None:
+    with stack.client() as client:
+        full = _events(client.get(f"/v1/jobs/{trained['id']}/events"))
+        steps = [data["step"] for _, kind, data in full if kind == "progress"]
+        assert steps == sorted(steps) and len(set(steps)) == len(steps)  # in order, no repeats
+        assert full[-1][1] == "status" and full[-1][2]["status"] == "succeeded"
+        cut = full[len(full) // 2][0]
+        assert cut is not None
+        rest = _events(client.get(f"/v1/jobs/{trained['id']}/events",
+                                  headers={"Last-Event-ID": cut}))  # fmt: skip
+    ids = [event_id for event_id, _, _ in full]
+    assert [event_id for event_id, _, _ in rest] == ids[ids.index(cut) + 1 :]
+    assert rest[-1][2]["status"] == "succeeded"
+
+
+def test_history_metrics_and_curves_of_a_real_job(stack: Stack, trained: dict) -> None:
+    with stack.client() as client:
+        history = client.get(f"/v1/jobs/{trained['id']}/history").json()
+        curves = client.get(f"/v1/jobs/{trained['id']}/history.png")
+        scrape = client.get("/metrics").text
+        job = client.get(f"/v1/jobs/{trained['id']}").json()
+        version = client.get("/v1/models/digits-mlp/versions/1").json()
+    series = history["series"]
+    for name in ("loss_d", "loss_g", "d_real", "d_fake", "fd", "kid", "coverage", "kl_uniform"):
+        steps = [step for step, _ in series[name]]
+        assert steps and steps == sorted(set(steps)), name
+    assert [step for step, _ in series["fd"]] == [400]  # eval_every 500 > steps: at the end
+    assert job["latest_metrics"]["fd"] == series["fd"][-1][1] == version["metrics"]["fd"]
+    assert curves.status_code == 200 and _png(curves.content).width == 900
+    succeeded = [line for line in scrape.splitlines()
+                 if line.startswith('ganserve_jobs{status="succeeded"}')]  # fmt: skip
+    assert succeeded and float(succeeded[0].split()[-1]) >= 1
