@@ -13,9 +13,7 @@ tensors file). The JSON is written last, so its presence marks a complete export
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -23,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 
+from ganserve.gan.bundle import module_tensors, read_bundle, write_bundle
 from ganserve.gan.config import ModelSpec, TrainConfig
 from ganserve.gan.errors import CheckpointError, ConfigError
 from ganserve.gan.files import write_atomic
@@ -37,8 +35,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT_VERSION = 1
 EXPORT_FORMAT = "ganserve-generator"
 EXPORT_FORMAT_VERSION = 1
-EXPORT_WEIGHTS = "generator.safetensors"
-EXPORT_DESCRIPTION = "generator.json"
+EXPORT_NAME = "generator"
+EXPORT_WEIGHTS = f"{EXPORT_NAME}.safetensors"
+EXPORT_DESCRIPTION = f"{EXPORT_NAME}.json"
 _CHECKPOINT_NAME = re.compile(r"^step-(\d{9})\.pt$")
 _REQUIRED_KEYS = (
     "format_version",
@@ -182,44 +181,33 @@ class LoadedGenerator:
 
 def export_generator(state: TrainState, folder: Path, dataset: str) -> dict[str, Any]:
     """Write EMA G as safetensors + JSON description into folder; returns the description."""
-    tensors = {
-        k: v.detach().cpu().contiguous() for k, v in state.generator_ema.state_dict().items()
-    }
-    weights = safetensors.torch.save(tensors)
-    description = {
-        "format": EXPORT_FORMAT,
-        "format_version": EXPORT_FORMAT_VERSION,
-        "spec": state.spec.to_dict(),
-        "dataset": dataset,
-        "step": state.step,
-        "train_config": state.config.to_dict(),
-        "sha256": hashlib.sha256(weights).hexdigest(),
-    }
-    write_atomic(folder / EXPORT_WEIGHTS, weights)
-    write_atomic(folder / EXPORT_DESCRIPTION, json.dumps(description, indent=2).encode())
-    return description
+    return write_bundle(
+        folder,
+        EXPORT_NAME,
+        module_tensors(state.generator_ema),
+        {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_FORMAT_VERSION,
+            "spec": state.spec.to_dict(),
+            "dataset": dataset,
+            "step": state.step,
+            "train_config": state.config.to_dict(),
+        },
+    )
 
 
 def load_generator(folder: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
     """Rebuild an exported generator from JSON + safetensors; verifies the content hash."""
+    description, tensors = read_bundle(
+        folder,
+        EXPORT_NAME,
+        kind="exported generator",
+        fmt=EXPORT_FORMAT,
+        version=EXPORT_FORMAT_VERSION,
+    )
     try:
-        description = json.loads((folder / EXPORT_DESCRIPTION).read_text())
-        weights = (folder / EXPORT_WEIGHTS).read_bytes()
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"no readable exported generator in {folder}: {exc}") from exc
-    if not isinstance(description, dict) or description.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"{folder / EXPORT_DESCRIPTION} is not a ganserve generator")
-    if description.get("format_version") != EXPORT_FORMAT_VERSION:
-        raise CheckpointError(
-            f"unsupported generator format version {description.get('format_version')!r}"
-        )
-    if hashlib.sha256(weights).hexdigest() != description.get("sha256"):
-        raise CheckpointError(f"{folder / EXPORT_WEIGHTS} does not match its recorded sha256")
-    try:
-        spec = ModelSpec.from_dict(description["spec"])
-        tensors = safetensors.torch.load(weights)
-        generator = Generator(spec)
+        generator = Generator(ModelSpec.from_dict(description["spec"]))
         generator.load_state_dict(tensors, strict=True)
-    except Exception as exc:  # malformed header, wrong shapes, bad spec
+    except Exception as exc:  # wrong shapes, bad spec
         raise CheckpointError(f"cannot rebuild the generator in {folder}: {exc}") from exc
     return LoadedGenerator(generator.to(device).eval().requires_grad_(False), description)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from ganserve.gan.checkpoint import write_atomic
+from ganserve.gan.bundle import read_bundle, write_bundle
 from ganserve.gan.data import ImageDataset
 from ganserve.gan.errors import CheckpointError, ConfigError, DatasetError
 
@@ -41,8 +40,9 @@ log = logging.getLogger(__name__)
 
 CLASSIFIER_FORMAT = "ganserve-classifier"
 CLASSIFIER_FORMAT_VERSION = 1
-CLASSIFIER_WEIGHTS = "classifier.safetensors"
-CLASSIFIER_DESCRIPTION = "classifier.json"
+CLASSIFIER_NAME = "classifier"
+CLASSIFIER_WEIGHTS = f"{CLASSIFIER_NAME}.safetensors"
+CLASSIFIER_DESCRIPTION = f"{CLASSIFIER_NAME}.json"
 IDENTITY_DIGITS = 16  # hex digits of the weights' sha256 kept as the extractor identity
 
 FEATURE_DIM = 128  # width of the penultimate layer: the space FD and KID are measured in
@@ -299,60 +299,48 @@ def fit_classifier(
 def save_classifier(classifier: TrainedClassifier, folder: Path) -> dict[str, Any]:
     """Write safetensors + JSON atomically (JSON last: its presence marks a complete save)."""
     weights = _weights_bytes(classifier.model)
-    digest = hashlib.sha256(weights).hexdigest()
-    if digest[:IDENTITY_DIGITS] != classifier.identity:
+    if hashlib.sha256(weights).hexdigest()[:IDENTITY_DIGITS] != classifier.identity:
         raise CheckpointError("the classifier's weights changed after training; refusing to save")
-    description = {
-        "format": CLASSIFIER_FORMAT,
-        "format_version": CLASSIFIER_FORMAT_VERSION,
-        "channels": classifier.image_shape[0],
-        "image_size": classifier.image_shape[1],
-        "num_classes": classifier.num_classes,
-        "feature_dim": FEATURE_DIM,
-        "dataset_hash": classifier.dataset_hash,
-        "accuracy": classifier.accuracy,
-        "recipe": classifier.recipe.to_dict(),
-        "identity": classifier.identity,
-        "sha256": digest,
-    }
-    write_atomic(folder / CLASSIFIER_WEIGHTS, weights)
-    write_atomic(folder / CLASSIFIER_DESCRIPTION, json.dumps(description, indent=2).encode())
-    return description
+    return write_bundle(
+        folder,
+        CLASSIFIER_NAME,
+        weights,
+        {
+            "format": CLASSIFIER_FORMAT,
+            "format_version": CLASSIFIER_FORMAT_VERSION,
+            "channels": classifier.image_shape[0],
+            "image_size": classifier.image_shape[1],
+            "num_classes": classifier.num_classes,
+            "feature_dim": FEATURE_DIM,
+            "dataset_hash": classifier.dataset_hash,
+            "accuracy": classifier.accuracy,
+            "recipe": classifier.recipe.to_dict(),
+            "identity": classifier.identity,
+        },
+    )
 
 
 def load_classifier(folder: Path, device: torch.device | str = "cpu") -> TrainedClassifier:
     """Rebuild a saved classifier from JSON + safetensors; verifies the sha256 first."""
-    try:
-        description = json.loads((folder / CLASSIFIER_DESCRIPTION).read_text())
-        weights = (folder / CLASSIFIER_WEIGHTS).read_bytes()
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"no readable classifier in {folder}: {exc}") from exc
-    if not isinstance(description, dict) or description.get("format") != CLASSIFIER_FORMAT:
-        raise CheckpointError(f"{folder / CLASSIFIER_DESCRIPTION} is not a ganserve classifier")
-    if description.get("format_version") != CLASSIFIER_FORMAT_VERSION:
-        raise CheckpointError(
-            f"unsupported classifier format version {description.get('format_version')!r}; "
-            f"this ganserve reads version {CLASSIFIER_FORMAT_VERSION}"
-        )
-    digest = hashlib.sha256(weights).hexdigest()
-    if digest != description.get("sha256"):
-        raise CheckpointError(f"{folder / CLASSIFIER_WEIGHTS} does not match its recorded sha256")
+    description, tensors = read_bundle(
+        folder, CLASSIFIER_NAME, kind="classifier", fmt=CLASSIFIER_FORMAT,
+        version=CLASSIFIER_FORMAT_VERSION,
+    )  # fmt: skip
     try:
         if description["feature_dim"] != FEATURE_DIM:
             raise ValueError(f"feature_dim {description['feature_dim']} != {FEATURE_DIM}")
         channels, size = int(description["channels"]), int(description["image_size"])
         model = Classifier(channels, int(description["num_classes"]))
-        model.load_state_dict(safetensors.torch.load(weights), strict=True)
-        recipe = Recipe(**description["recipe"])
+        model.load_state_dict(tensors, strict=True)
         classifier = TrainedClassifier(
             model=model.to(device).eval().requires_grad_(False),
-            identity=digest[:IDENTITY_DIGITS],
+            identity=str(description["sha256"])[:IDENTITY_DIGITS],
             dataset_hash=str(description["dataset_hash"]),
             accuracy=float(description["accuracy"]),
             image_shape=(channels, size, size),
-            recipe=recipe,
+            recipe=Recipe(**description["recipe"]),
         )
-    except Exception as exc:  # malformed header, wrong shapes, missing keys
+    except Exception as exc:  # wrong shapes, missing keys
         raise CheckpointError(f"cannot rebuild the classifier in {folder}: {exc}") from exc
     return classifier
 
