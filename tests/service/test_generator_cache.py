@@ -176,3 +176,36 @@ def test_a_version_deleted_before_it_loads_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match="versions: 2"):
         anyio.run(cache.load, resolved)
     assert cache.loads == 0
+
+
+def test_resolve_parses_a_registry_row_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean query finds the row every call; its description is parsed the first time."""
+    register_model(store, "digits")
+    register_model(store, "digits", seed=1)
+    cache = GeneratorCache(store, capacity=2)
+    slow: list[tuple[str, str]] = []
+    resolve_row = cache._resolve_row
+
+    def counting(name: str, ref: str) -> tuple[ResolvedVersion, tuple[int, str, int, str]]:
+        slow.append((name, ref))
+        return resolve_row(name, ref)
+
+    monkeypatch.setattr(cache, "_resolve_row", counting)
+    with store.session() as session:
+        store_registry.set_alias(session, "digits", "best", 1)
+    refs = {"1": 1, "v1": 1, " V1 ": 1, "2": 2, "latest": 2, "best": 1}
+    for ref, version in refs.items():
+        assert cache.resolve("digits", ref).version == version, ref
+    assert slow == [("digits", "1"), ("digits", "2")]  # one parse per row
+    again = {ref: cache.resolve("digits", ref) for ref in refs}
+    assert len(slow) == 2 and again["latest"] is again["2"]
+    with store.session() as session:  # moves and deletions are seen at once
+        store_registry.set_alias(session, "digits", "best", 2)
+        service_registry.delete_version(session, store.artifacts, cache, "digits", 2)
+    assert cache.resolve("digits", "latest").version == 1
+    with pytest.raises(NotFoundError, match="aliases: latest"):
+        cache.resolve("digits", "best")  # deleted with version 2
+    with pytest.raises(NotFoundError, match="versions: 1"):
+        cache.resolve("digits", "2")
+    with pytest.raises(NotFoundError, match="registered models: digits"):
+        cache.resolve("faces", "latest")

@@ -24,15 +24,28 @@ PortOption = Annotated[int | None, typer.Option(help="Port (default GANSERVE_POR
 
 def api_command(host: HostOption = None, port: PortOption = None) -> None:
     """Run the HTTP API (uvicorn) against the configured database and Redis."""
+    import gc
+
     import uvicorn
+
+    import ganserve.service.app  # noqa: F401  (torch, FastAPI, ...: imported before the freeze)
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    # Everything imported so far lives as long as the process: out of the garbage collector's
+    # full passes, which otherwise stall every request for ~150 ms now and then (bench/README).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         "ganserve.service.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
+        # Chosen by measurement (bench/README.md): uvloop + httptools, one process. Named
+        # rather than "auto", so a missing uvloop fails here instead of silently falling back
+        # to asyncio, whose accepted sockets lack TCP_NODELAY with --workers (uvicorn#3149).
+        loop="uvloop",
+        http="httptools",
         log_level=settings.log_level.lower(),
         log_config=None,  # keep the handlers configure_logging installed (JSON lines)
     )

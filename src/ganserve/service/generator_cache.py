@@ -1,14 +1,15 @@
 """Loaded generators of one API process: resolved through the registry on every call, kept LRU.
 
-`get(name, ref)` reads the registry each time (one small query), so a moved alias or a newly
-registered `latest` is served at once, then returns the generator of the version it names from
-a least-recently-used map of `capacity` entries. A miss loads the exported generator
+`get(name, ref)` reads the registry each time (one small query: `resolve`), so a moved alias
+or a newly registered `latest` is served at once, then returns the generator of the version it
+names from a least-recently-used map of `capacity` entries. A miss loads the exported generator
 (safetensors + JSON, never pickle) in a worker thread, never on the event loop; a per-key lock
 makes concurrent first requests for one version load it once.
 
 The sampling routes use the two halves separately: `resolve` and `lookup` are synchronous and
 thread-safe, so a request that hits the cache resolves, validates and renders in one trip to
-the thread pool; only a miss comes back to the event loop to `load`.
+the thread pool; only a miss comes back to the event loop to `load`. Concurrent PNG requests
+share that trip: `batchers` holds one `batching.Batcher` per model name (service.sampling).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,17 +25,44 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from sqlalchemy import bindparam, select
 
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, load_generator
 from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import CheckpointError
 from ganserve.gan.models import Generator
 from ganserve.service import registry
+from ganserve.service.batching import Batchers
 from ganserve.store import Store
+from ganserve.store import registry as store_registry
+from ganserve.store.tables import ModelAlias, ModelVersion
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]  # (model name, version)
+RowKey = tuple[int, str, int, str]  # a registry row: (id, model name, version, artifact path)
+
+_RESOLVED_ROWS = 1024  # registry rows whose parsed description is kept
+_VERSION_REF = re.compile(r"^v?([0-9]{1,9})$")  # a version number, as store.registry reads it
+_ROW = select(ModelVersion.id, ModelVersion.version, ModelVersion.artifact_path)
+_BY_NUMBER = _ROW.where(
+    ModelVersion.name == bindparam("name"),
+    ModelVersion.version == bindparam("version"),
+    ModelVersion.deleted_at.is_(None),
+)
+_LATEST = (
+    _ROW.where(ModelVersion.name == bindparam("name"), ModelVersion.deleted_at.is_(None))
+    .order_by(ModelVersion.version.desc())
+    .limit(1)
+)
+_BY_ALIAS = _ROW.join(
+    ModelAlias,
+    (ModelAlias.name == ModelVersion.name) & (ModelAlias.version == ModelVersion.version),
+).where(
+    ModelAlias.name == bindparam("name"),
+    ModelAlias.alias == bindparam("alias"),
+    ModelVersion.deleted_at.is_(None),
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,8 @@ class GeneratorCache:
         self._entries: OrderedDict[Key, CachedGenerator] = OrderedDict()
         self._guard = threading.Lock()  # _entries and the counters (threads and the loop)
         self._load_locks: dict[Key, anyio.Lock] = {}  # event loop only
+        self._resolved: OrderedDict[RowKey, ResolvedVersion] = OrderedDict()  # by registry row
+        self.batchers = Batchers()  # coalesced sampling requests, by model name; event loop only
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -94,9 +125,48 @@ class GeneratorCache:
         return self.lookup(resolved) or await self.load(resolved)
 
     def resolve(self, name: str, ref: str) -> ResolvedVersion:
-        """Read the registry (blocking: call it from a thread); NotFoundError names what exists."""
+        """Read the registry (blocking: call it from a thread); NotFoundError names what exists.
+
+        One lean query finds the live row `ref` names (id, number, folder); a row seen before
+        is answered from memory, since a registered row's description never changes. Anything
+        else (a new row, no row) takes the full path, which parses the description, or
+        raises the NotFoundError that lists the versions and aliases there are.
+        """
+        found = self._find_live(name, ref)
+        if found is not None:
+            with self._guard:
+                known = self._resolved.get(found)
+                if known is not None:
+                    self._resolved.move_to_end(found)
+                    return known
+        resolved, row_key = self._resolve_row(name, ref)
+        with self._guard:
+            self._resolved[row_key] = resolved
+            while len(self._resolved) > _RESOLVED_ROWS:
+                self._resolved.popitem(last=False)
+        return resolved
+
+    def _find_live(self, name: str, ref: str) -> RowKey | None:
+        """(id, name, number, folder) of the live version `ref` names; None if there is none.
+
+        The same reading of `ref` as store.registry.resolve: a number ("3", "v3"), `latest`
+        (the newest live version) or a stored alias.
+        """
+        number = _VERSION_REF.fullmatch(ref.strip().lower())
+        if number is not None:
+            statement, params = _BY_NUMBER, {"name": name, "version": int(number.group(1))}
+        elif ref == store_registry.LATEST:
+            statement, params = _LATEST, {"name": name}
+        else:
+            statement, params = _BY_ALIAS, {"name": name, "alias": ref}
+        with self.store.engine.connect() as connection:
+            row = connection.execute(statement, params).first()
+        return None if row is None else (int(row[0]), name, int(row[1]), str(row[2]))
+
+    def _resolve_row(self, name: str, ref: str) -> tuple[ResolvedVersion, RowKey]:
         with self.store.session() as session:
             row = registry.resolve_version(session, name, ref)
+            row_key = (row.id, row.name, row.version, row.artifact_path)
             name, version, path = row.name, row.version, row.artifact_path
             description = dict(row.description or {})
         if "spec" not in description or "sha256" not in description:
@@ -106,16 +176,20 @@ class GeneratorCache:
             spec = ModelSpec.from_dict(description["spec"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"model {name!r} v{version} has an unusable spec: {exc}") from exc
-        return ResolvedVersion(name, version, path, spec, description, _identity(description))
+        resolved = ResolvedVersion(name, version, path, spec, description, _identity(description))
+        return resolved, row_key
 
-    def lookup(self, resolved: ResolvedVersion) -> CachedGenerator | None:
-        """The loaded generator of `resolved`, marked most recently used; None if not loaded."""
+    def lookup(self, resolved: ResolvedVersion, requests: int = 1) -> CachedGenerator | None:
+        """The loaded generator of `resolved`, marked most recently used; None if not loaded.
+
+        `requests`: how many requests it serves (a batch counts each of its requests a hit).
+        """
         with self._guard:
             entry = self._entries.get(resolved.key)
             if entry is None or entry.identity != resolved.identity:
                 return None
             self._entries.move_to_end(resolved.key)
-            self.hits += 1
+            self.hits += requests
             return entry
 
     async def load(self, resolved: ResolvedVersion) -> CachedGenerator:

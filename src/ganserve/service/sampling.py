@@ -5,6 +5,9 @@ every forward pass has exactly FORWARD_ROWS rows (the last one padded with zeros
 choose their algorithm by batch size and thread count, so a batch of 1 and a batch of 300 can
 differ in the last bit; with one shape, an image's pixels depend only on (version, seed, label,
 truncation), whether it came alone, in a grid, in a bulk download or at an interpolation's end.
+One more shape is used where it gives the same bits: WIDE_ROWS-row passes, after a check per
+generator (`wide_passes_are_exact`) that they compute every row exactly as FORWARD_ROWS-row
+passes do; a wide pass costs about two narrow ones (the weights are read once).
 Same request -> same bytes: PNGs carry no metadata, zips fixed timestamps.
 
 Bounds (settings): images per request, integer scale and pixels per response are checked
@@ -13,6 +16,13 @@ limit, a value the model cannot take (a label, a seed range) a 422 naming the va
 
 The `render_*` functions are synchronous (inference + encoding); the `async` ones run them in
 the thread pool, never on the event loop, and answer `If-None-Match` without rendering.
+
+Coalescing (DESIGN §8, §11). Concurrent samples.png requests for one model go through that
+model's `batching.Batcher`: one trip to the thread pool reads the registry once per version
+reference in the batch, answers each request's `If-None-Match`, and renders the rest with one
+`forward` over all their rows (`render_pngs`) — passes of the same fixed shapes, so every PNG
+is byte-identical to the one `render_png` makes for the request alone. A request the batch
+cannot serve (its generator is not loaded yet) comes back to the event loop to load it.
 """
 
 from __future__ import annotations
@@ -23,9 +33,11 @@ import io
 import json
 import math
 import re
+import threading
+import weakref
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio.to_thread
 import numpy as np
@@ -41,14 +53,21 @@ from ganserve.gan.sample import (
     to_uint8,
     upscale,
 )
+from ganserve.service.batching import Batcher, BatchStats
 from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
-from ganserve.service.generator_cache import CachedGenerator, GeneratorCache, ResolvedVersion
+from ganserve.service.generator_cache import (
+    CachedGenerator,
+    GeneratorCache,
+    Key,
+    ResolvedVersion,
+)
 from ganserve.service.model_schemas import MAX_SEED, BulkSamplesIn
 from ganserve.service.registry import class_names
 from ganserve.service.telemetry import IMAGES_GENERATED
 from ganserve.settings import Settings
 
-FORWARD_ROWS = 16  # rows of every forward pass (see the module docstring)
+FORWARD_ROWS = 16  # rows of a forward pass (see the module docstring)
+WIDE_ROWS = 64  # rows of a wide pass, used where its bits equal FORWARD_ROWS passes' bits
 BULK_CHUNK = 256  # images whose noise and pixels are made at once in a bulk request
 MIN_STEPS, MAX_STEPS = 2, 64  # frames of an interpolation strip
 GRID_PADDING = 1  # pixels between and around grid cells (gan.sample.make_grid)
@@ -57,6 +76,10 @@ IMMUTABLE = "max-age=31536000, immutable"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: equal requests, equal bytes
 _PINNED = re.compile(r"^v?[0-9]{1,9}$")  # a version number, as store.registry.resolve reads it
 _CLASSES_SHOWN = 20
+# Coalescing defaults (settings sample_batch_rows, sample_batch_wait_ms, sample_batches):
+BATCH_ROWS = 64  # rows (images) of one batch at most: one wide forward pass
+BATCH_WAIT_MS = 2.0  # longest linger for the requests the last batch says to expect (batching)
+BATCHES = 2  # batches of one model at once (beyond the first, only full ones)
 
 
 @dataclass(frozen=True)
@@ -155,24 +178,92 @@ def default_nrow(n: int) -> int:
 
 
 def forward(generator: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """(N, noise_dim) noise [+ (N,) labels] -> (N, H, W, C) uint8, FORWARD_ROWS rows a pass."""
+    """(N, noise_dim) noise [+ (N,) labels] -> (N, H, W, C) uint8, in passes of fixed shapes.
+
+    Every pass has FORWARD_ROWS rows, or WIDE_ROWS where `wide_passes_are_exact` (checked
+    once per generator): a wide pass costs about two narrow ones and does the work of four.
+    The last pass is padded with zero rows.
+    """
     count = z.shape[0]
     parts: list[torch.Tensor] = []
     with torch.inference_mode():
-        for start in range(0, count, FORWARD_ROWS):
-            z_rows = z[start : start + FORWARD_ROWS]
-            y_rows = None if labels is None else labels[start : start + FORWARD_ROWS]
+        for start, size in forward_passes(count, wide_passes_are_exact(generator)):
+            z_rows = z[start : start + size]
+            y_rows = None if labels is None else labels[start : start + size]
             rows = z_rows.shape[0]
-            if rows < FORWARD_ROWS:  # pad: same shape, same kernels, same bits
-                z_rows = torch.cat([z_rows, z_rows.new_zeros(FORWARD_ROWS - rows, z.shape[1])])
+            if rows < size:  # pad: same shape, same kernels, same bits
+                z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
                 if y_rows is not None:
-                    y_rows = torch.cat([y_rows, y_rows.new_zeros(FORWARD_ROWS - rows)])
+                    y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
             parts.append(to_uint8(generator(z_rows, y_rows)[:rows]))
     IMAGES_GENERATED.inc(count)
     if not parts:
         _, h, w = generator.spec.image_shape
         return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)
     return torch.cat(parts)
+
+
+def forward_passes(count: int, wide: bool) -> list[tuple[int, int]]:
+    """(first row, pass size) of the passes over `count` rows.
+
+    Wide passes while WIDE_ROWS rows remain; the rest in narrow passes, or in one padded wide
+    pass where it would take more than two narrow ones (a wide pass costs about two).
+    """
+    passes: list[tuple[int, int]] = []
+    start = 0
+    if wide:
+        while count - start >= WIDE_ROWS:
+            passes.append((start, WIDE_ROWS))
+            start += WIDE_ROWS
+        if count - start > 2 * FORWARD_ROWS:
+            passes.append((start, WIDE_ROWS))
+            return passes
+    passes.extend((row, FORWARD_ROWS) for row in range(start, count, FORWARD_ROWS))
+    return passes
+
+
+_wide_checked: weakref.WeakKeyDictionary[Generator, dict[int, bool]] = weakref.WeakKeyDictionary()
+_wide_lock = threading.Lock()
+
+
+def wide_passes_are_exact(generator: Generator) -> bool:
+    """Whether WIDE_ROWS-row passes give every row the bits FORWARD_ROWS-row passes give it.
+
+    CPU kernels choose their algorithm by shape and thread count, so this is measured, once
+    per generator and torch thread count: random rows (and labels), one wide pass against
+    narrow passes over the same rows, and a wide pass with its second half zeroed (padding)
+    against the first. Kernels do not branch on values, so equal bits here mean equal bits
+    for every input.
+    """
+    threads = torch.get_num_threads()
+    with _wide_lock:
+        known = _wide_checked.setdefault(generator, {})
+        if threads not in known:
+            known[threads] = _wide_matches_narrow(generator)
+        return known[threads]
+
+
+def _wide_matches_narrow(generator: Generator) -> bool:
+    spec = generator.spec
+    rng = torch.Generator().manual_seed(20261126)
+    with torch.inference_mode():
+        for _ in range(2):
+            z = torch.randn(WIDE_ROWS, spec.noise_dim, generator=rng)
+            y = None
+            if spec.conditional:
+                y = torch.randint(spec.num_classes, (WIDE_ROWS,), generator=rng)
+            wide = generator(z, y)
+            for start in range(0, WIDE_ROWS, FORWARD_ROWS):
+                rows = slice(start, start + FORWARD_ROWS)
+                narrow = generator(z[rows], None if y is None else y[rows])
+                if not torch.equal(narrow, wide[rows]):
+                    return False
+            half = WIDE_ROWS // 2
+            padded = torch.cat([z[:half], z.new_zeros(WIDE_ROWS - half, spec.noise_dim)])
+            padded_y = None if y is None else torch.cat([y[:half], y.new_zeros(half)])
+            if not torch.equal(generator(padded, padded_y)[:half], wide[:half]):
+                return False
+    return True
 
 
 def iter_images(
@@ -200,11 +291,31 @@ def render_png(
 ) -> bytes:
     """One image for one seed, else a grid of nrow images per row; upscaled, as PNG."""
     images = torch.cat([chunk for chunk, _ in iter_images(cached, seeds, labels, truncation)])
-    if len(seeds) == 1:
-        picture = images[0]
-    else:
-        picture = make_grid(images, nrow or default_nrow(len(seeds)), GRID_PADDING)
-    return encode_png(upscale(picture, scale))
+    return picture_png(images.numpy(), nrow, scale)
+
+
+def tile(images: np.ndarray, nrow: int, padding: int = GRID_PADDING) -> np.ndarray:
+    """(N, H, W, C) uint8 -> the grid gan.sample.make_grid lays out, in a few array operations.
+
+    Cell i at row i // cols, column i % cols, `padding` zero pixels between and around cells.
+    """
+    n, h, w, c = images.shape
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    cells = np.zeros((rows * cols, h + padding, w + padding, c), dtype=np.uint8)
+    cells[:n, :h, :w] = images
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
+    body = cells.reshape(rows, cols, h + padding, w + padding, c).transpose(0, 2, 1, 3, 4)
+    grid[padding:, padding:] = body.reshape(rows * (h + padding), cols * (w + padding), c)
+    return grid
+
+
+def picture_png(images: np.ndarray, nrow: int | None, scale: int) -> bytes:
+    """(N, H, W, C) uint8 -> PNG of the one image (N = 1) or of their grid, upscaled."""
+    picture = images[0] if len(images) == 1 else tile(images, nrow or default_nrow(len(images)))
+    if scale > 1:
+        picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
+    return encode_png(picture)
 
 
 def render_interpolation(
@@ -401,6 +512,173 @@ async def serve(
     return Rendered(200, body, media_type, headers)
 
 
+@dataclass(frozen=True)
+class PngRequest:
+    """One samples.png request, checked as far as it can be without the model."""
+
+    ref: str  # the version reference: a number or an alias
+    seed: int
+    n: int
+    cols: int | None  # images per grid row; None for one image
+    label: int | None
+    truncation: float | None
+    scale: int
+    if_none_match: str | None = None
+    seeds: list[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", list(range(self.seed, self.seed + self.n)))
+
+    @property
+    def labels(self) -> list[int] | None:
+        return None if self.label is None else [self.label] * self.n
+
+
+@dataclass(frozen=True)
+class NotLoaded:
+    """A batch's answer for a request whose generator is not loaded: load it, then render."""
+
+    resolved: ResolvedVersion
+    headers: dict[str, str]
+
+
+PngOutcome = Rendered | NotLoaded
+
+
+def png_headers(
+    resolved: ResolvedVersion, request: PngRequest, settings: Settings
+) -> dict[str, str]:
+    """Checks what needs the model (label, pixels); the response headers, ETag included."""
+    n, label, scale = request.n, request.label, request.scale
+    check_labels(resolved.spec, [] if label is None else [label], "label")
+    height, width = grid_size(resolved.spec, n, request.cols or 1)
+    what = "the image" if n == 1 else f"a grid of {n} images"
+    check_pixels(height * width * scale**2, settings, "scale" if scale > 1 else "n", what)
+    params: dict[str, object] = {
+        "seed": request.seed,
+        "n": n,
+        "nrow": request.cols,
+        "label": label,
+        "truncation": request.truncation,
+        "scale": scale,
+    }
+    headers = model_headers(resolved, **{"X-Seed": request.seed})
+    headers["ETag"] = etag_for(resolved, "samples.png", params)
+    headers["Cache-Control"] = cache_control(request.ref, settings)
+    return headers
+
+
+def render_many(
+    cached: CachedGenerator, requests: Sequence[PngRequest]
+) -> list[bytes | BaseException]:
+    """The PNG of each request (as render_png makes it alone), from one `forward` of all rows.
+
+    A request whose noise cannot be drawn fails alone; the others are rendered.
+    """
+    spec = cached.spec
+    outcomes: list[bytes | BaseException] = []
+    noise: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    for request in requests:
+        try:
+            z, y = make_noise(request.seeds, spec, request.truncation, request.labels)
+        except Exception as exc:  # e.g. a truncation too small to sample from
+            outcomes.append(exc)
+            continue
+        outcomes.append(b"")
+        noise.append(z)
+        if y is not None:
+            labels.append(y)
+    if not noise:
+        return outcomes
+    y_all = torch.cat(labels) if spec.conditional else None
+    images = forward(cached.generator, torch.cat(noise), y_all).numpy()
+    start = 0
+    for i, request in enumerate(requests):
+        if isinstance(outcomes[i], BaseException):
+            continue
+        pictures = images[start : start + request.n]
+        start += request.n
+        try:
+            outcomes[i] = picture_png(pictures, request.cols, request.scale)
+        except Exception as exc:
+            outcomes[i] = exc
+    return outcomes
+
+
+def render_pngs(
+    cache: GeneratorCache, settings: Settings, name: str, requests: Sequence[PngRequest]
+) -> list[PngOutcome | BaseException]:
+    """One batch of samples.png requests for model `name`, in a worker thread.
+
+    The registry is read once per distinct version reference; each request is checked and
+    answered 304 on its own; the rest of each version's requests are rendered together.
+    """
+    outcomes: list[PngOutcome | BaseException | None] = [None] * len(requests)
+    resolutions: dict[str, ResolvedVersion | Exception] = {}
+    to_render: dict[Key, tuple[ResolvedVersion, list[int], list[dict[str, str]]]] = {}
+    for i, request in enumerate(requests):
+        try:
+            resolved = resolutions.get(request.ref)
+            if resolved is None:
+                try:
+                    resolved = cache.resolve(name, request.ref)
+                except Exception as exc:
+                    resolved = exc
+                resolutions[request.ref] = resolved
+            if isinstance(resolved, Exception):
+                raise resolved
+            headers = png_headers(resolved, request, settings)
+        except Exception as exc:
+            outcomes[i] = exc
+            continue
+        if etag_matches(request.if_none_match, headers["ETag"]):
+            outcomes[i] = Rendered(304, b"", None, headers)
+            continue
+        group = to_render.setdefault(resolved.key, (resolved, [], []))
+        group[1].append(i)
+        group[2].append(headers)
+    for resolved, indices, headers_of in to_render.values():
+        cached = cache.lookup(resolved, requests=len(indices))
+        if cached is None:
+            for i, headers in zip(indices, headers_of, strict=True):
+                outcomes[i] = NotLoaded(resolved, headers)
+            continue
+        try:
+            bodies = render_many(cached, [requests[i] for i in indices])
+        except Exception as exc:
+            bodies = [exc] * len(indices)
+        for i, headers, body in zip(indices, headers_of, bodies, strict=True):
+            outcomes[i] = (
+                body
+                if isinstance(body, BaseException)
+                else Rendered(200, body, "image/png", headers)
+            )
+    assert all(outcome is not None for outcome in outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def png_batcher(
+    cache: GeneratorCache, settings: Settings, name: str
+) -> Batcher[PngRequest, PngOutcome]:
+    """The batcher of model `name`'s samples.png requests (made on first use)."""
+
+    def make(stats: BatchStats) -> Batcher[PngRequest, PngOutcome]:
+        def run(requests: Sequence[PngRequest]) -> list[PngOutcome | BaseException]:
+            return render_pngs(cache, settings, name, requests)
+
+        return Batcher(
+            run,
+            rows=lambda request: request.n,
+            max_rows=int(getattr(settings, "sample_batch_rows", BATCH_ROWS)),
+            max_wait_s=float(getattr(settings, "sample_batch_wait_ms", BATCH_WAIT_MS)) / 1000,
+            max_batches=int(getattr(settings, "sample_batches", BATCHES)),
+            stats=stats,
+        )
+
+    return cache.batchers.get(("samples.png", name), make)
+
+
 async def samples_png(
     cache: GeneratorCache,
     settings: Settings,
@@ -415,29 +693,23 @@ async def samples_png(
     scale: int = 1,
     if_none_match: str | None = None,
 ) -> Rendered:
-    """GET samples.png: one image (n = 1) or a grid of n, image i from seed + i."""
+    """GET samples.png: one image (n = 1) or a grid of n, image i from seed + i.
+
+    Coalesced with the model's other concurrent samples.png requests (`png_batcher`).
+    """
     check_count(n, settings.max_samples_per_request, "n")
     check_scale(scale, settings)
-    seeds = seed_range(seed, n)
+    seed_range(seed, n)
     cols = None if n == 1 else min(nrow or default_nrow(n), n)
-
-    def prepare(resolved: ResolvedVersion) -> Prepared:
-        labels = None if label is None else [label] * n
-        check_labels(resolved.spec, labels or [], "label")
-        height, width = grid_size(resolved.spec, n, cols or 1)
-        what = "the image" if n == 1 else f"a grid of {n} images"
-        check_pixels(height * width * scale**2, settings, "scale" if scale > 1 else "n", what)
-        params = {"seed": seed, "n": n, "nrow": cols, "label": label, "truncation": truncation}
-        headers = model_headers(resolved, **{"X-Seed": seed})
-        headers["ETag"] = etag_for(resolved, "samples.png", {**params, "scale": scale})
-        headers["Cache-Control"] = cache_control(version, settings)
-
-        def render(cached: CachedGenerator) -> bytes:
-            return render_png(cached, seeds, labels, truncation, cols, scale)
-
-        return headers, render
-
-    return await serve(cache, name, version, prepare, "image/png", if_none_match)
+    request = PngRequest(version, seed, n, cols, label, truncation, scale, if_none_match)
+    outcome = await png_batcher(cache, settings, name).submit(request)
+    if isinstance(outcome, Rendered):
+        return outcome
+    cached = await cache.load(outcome.resolved)  # the first request for this version
+    body = await anyio.to_thread.run_sync(
+        render_png, cached, request.seeds, request.labels, truncation, cols, scale
+    )
+    return Rendered(200, body, "image/png", outcome.headers)
 
 
 async def interpolation_png(
