@@ -16,13 +16,15 @@ import pytest
 import torch
 from fastapi import FastAPI
 
+from ganserve.gan.checkpoint import load_generator
+from ganserve.gan.sample import make_noise
 from ganserve.service import sampling
 from ganserve.service.app import create_app
 from ganserve.service.batching import Batcher, Batchers, BatchStats
 from ganserve.service.generator_cache import CachedGenerator, GeneratorCache
 from ganserve.settings import Settings
 from ganserve.store import Store
-from tests.service.trained_model import register_model
+from tests.service.trained_model import exported_generator, register_model
 
 # ----------------------------------------------------------------------------- the Batcher
 
@@ -376,6 +378,24 @@ def test_concurrent_requests_share_forward_passes(app: FastAPI) -> None:
     assert passes < requests / 4  # 40 requests alone: 40 passes
 
 
+def test_a_request_heavier_than_a_batch_runs_on_its_own(app: FastAPI) -> None:
+    heavy = [("digits", {"seed": 0, "n": 100}), ("digits", {"seed": 9, "scale": 9})]  # 100, 81
+
+    async def main() -> None:
+        async with running(app) as client:
+            assert (await get(client, "digits", {})).status_code == 200
+            stats = generators(app).batchers.stats
+            items = stats.items
+            mixed = [*heavy, *(("digits", {"seed": s}) for s in range(10))]
+            together = await asyncio.gather(*(get(client, name, p) for name, p in mixed))
+            assert stats.items - items == 10  # the heavy two took their own trips
+            alone = [await get(client, name, params) for name, params in mixed]
+        assert [r.status_code for r in together] == [200] * len(mixed)
+        assert [r.content for r in together] == [r.content for r in alone]
+
+    anyio.run(main)
+
+
 def test_errors_stay_with_their_request(app: FastAPI) -> None:
     bad = [
         ("cdigits", {"seed": 1, "label": 10}, 422, "label"),  # not a class of the model
@@ -472,3 +492,22 @@ def test_a_cancelled_request_does_not_break_its_batch(app: FastAPI) -> None:
 )
 def test_forward_passes(count: int, wide: bool, expected: list[tuple[int, int]]) -> None:
     assert sampling.forward_passes(count, wide) == expected
+
+
+def test_wide_passes_are_used_only_where_they_were_found_exact() -> None:
+    generator = load_generator(exported_generator(conditional=True)).generator
+    assert sampling.wide_passes_are_exact(generator)  # measured on this machine, then kept
+    shapes: list[int] = []
+    hook = generator.register_forward_hook(lambda _m, args, _out: shapes.append(len(args[0])))
+    z, y = make_noise(list(range(70)), generator.spec, None, [3] * 70)
+    try:
+        wide = sampling.forward(generator, z, y)
+        assert shapes == [64, 16]
+        shapes.clear()
+        sampling._wide_checked[generator][torch.get_num_threads()] = False  # as if they differed
+        narrow = sampling.forward(generator, z, y)
+        assert shapes == [16] * 5
+    finally:
+        hook.remove()
+        sampling._wide_checked.pop(generator, None)
+    assert torch.equal(wide, narrow)

@@ -33,7 +33,7 @@ def api_command(host: HostOption = None, port: PortOption = None) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     # Everything imported so far lives as long as the process: out of the garbage collector's
-    # full passes, which otherwise stall every request for ~150 ms now and then (bench/README).
+    # full passes, which otherwise stall all requests for up to ~180 ms each (bench/README).
     gc.collect()
     gc.freeze()
     uvicorn.run(
@@ -41,14 +41,26 @@ def api_command(host: HostOption = None, port: PortOption = None) -> None:
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        # Chosen by measurement (bench/README.md): uvloop + httptools, one process. Named
-        # rather than "auto", so a missing uvloop fails here instead of silently falling back
-        # to asyncio, whose accepted sockets lack TCP_NODELAY with --workers (uvicorn#3149).
-        loop="uvloop",
-        http="httptools",
+        loop=_fastest("uvloop", "asyncio"),
+        http=_fastest("httptools", "h11"),
         log_level=settings.log_level.lower(),
         log_config=None,  # keep the handlers configure_logging installed (JSON lines)
     )
+
+
+def _fastest(module: str, fallback: str) -> str:
+    """uvicorn's `module` implementation where it is installed, else `fallback`, said aloud.
+
+    Chosen by measurement (bench/README.md): uvloop + httptools, one process. Named rather
+    than "auto" so that a fallback is never silent: asyncio, for one, leaves accepted sockets
+    without TCP_NODELAY under --workers (uvicorn#3149, +47 ms per keep-alive request here).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return module
+    console.print(f"[yellow]warning:[/yellow] {module} is not installed; uvicorn uses {fallback}")
+    return fallback
 
 
 def worker_command(

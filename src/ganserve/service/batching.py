@@ -156,6 +156,7 @@ class Batcher(Generic[T, R]):
             self._drainer = self._wake = None
             for waiting in self._queue:  # only when cancelled (the loop shuts down)
                 waiting.future.cancel()
+            self._running = {task for task in self._running if not task.done()}
             if self.idle and self._on_idle is not None:
                 self._on_idle(self)
 

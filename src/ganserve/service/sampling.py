@@ -77,7 +77,7 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: equal requests, equal 
 _PINNED = re.compile(r"^v?[0-9]{1,9}$")  # a version number, as store.registry.resolve reads it
 _CLASSES_SHOWN = 20
 # Coalescing defaults (settings sample_batch_rows, sample_batch_wait_ms, sample_batches):
-BATCH_ROWS = 64  # rows (images) of one batch at most: one wide forward pass
+BATCH_ROWS = 64  # weight (images x scale^2) of one batch at most: one wide forward pass
 BATCH_WAIT_MS = 2.0  # longest linger for the requests the last batch says to expect (batching)
 BATCHES = 2  # batches of one model at once (beyond the first, only full ones)
 
@@ -533,6 +533,11 @@ class PngRequest:
     def labels(self) -> list[int] | None:
         return None if self.label is None else [self.label] * self.n
 
+    @property
+    def weight(self) -> int:
+        """Its share of a batch: images, times the pixels upscaling adds (encoding cost)."""
+        return self.n * self.scale**2
+
 
 @dataclass(frozen=True)
 class NotLoaded:
@@ -669,7 +674,7 @@ def png_batcher(
 
         return Batcher(
             run,
-            rows=lambda request: request.n,
+            rows=lambda request: request.weight,
             max_rows=int(getattr(settings, "sample_batch_rows", BATCH_ROWS)),
             max_wait_s=float(getattr(settings, "sample_batch_wait_ms", BATCH_WAIT_MS)) / 1000,
             max_batches=int(getattr(settings, "sample_batches", BATCHES)),
@@ -695,14 +700,23 @@ async def samples_png(
 ) -> Rendered:
     """GET samples.png: one image (n = 1) or a grid of n, image i from seed + i.
 
-    Coalesced with the model's other concurrent samples.png requests (`png_batcher`).
+    Coalesced with the model's other concurrent samples.png requests (`png_batcher`), unless
+    it alone outweighs a batch: then it takes its own trip to the thread pool.
     """
     check_count(n, settings.max_samples_per_request, "n")
     check_scale(scale, settings)
     seed_range(seed, n)
     cols = None if n == 1 else min(nrow or default_nrow(n), n)
     request = PngRequest(version, seed, n, cols, label, truncation, scale, if_none_match)
-    outcome = await png_batcher(cache, settings, name).submit(request)
+    batcher = png_batcher(cache, settings, name)
+    outcome: PngOutcome
+    if request.weight <= batcher.max_rows:
+        outcome = await batcher.submit(request)
+    else:  # large: nothing to share, and it must not hold up the small ones behind it
+        (alone,) = await anyio.to_thread.run_sync(render_pngs, cache, settings, name, [request])
+        if isinstance(alone, BaseException):
+            raise alone
+        outcome = alone
     if isinstance(outcome, Rendered):
         return outcome
     cached = await cache.load(outcome.resolved)  # the first request for this version
