@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_bulk_samples: int = Field(default=10_000, ge=1, le=1_000_000)
     max_scale: int = Field(default=16, ge=1, le=64)
     max_output_pixels: int = Field(default=16_777_216, ge=64)  # 4096 x 4096
+    # Coalesced samples.png: weight (images x scale^2) of one batch at most; the longest an idle
+    # model waits for the requests its last batch says to expect (0 = never); batches of one
+    # model at once (beyond the first, only full ones).
+    sample_batch_rows: int = Field(default=64, ge=1, le=4096)
+    sample_batch_wait_ms: float = Field(default=2.0, ge=0.0, le=100.0)
+    sample_batches: int = Field(default=2, ge=1, le=64)
     # Torch intra-op threads per API process (1 is fastest for small generators).
     torch_threads: int = Field(default=1, ge=1, le=256)
 

@@ -76,10 +76,6 @@ IMMUTABLE = "max-age=31536000, immutable"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed zip timestamps: equal requests, equal bytes
 _PINNED = re.compile(r"^v?[0-9]{1,9}$")  # a version number, as store.registry.resolve reads it
 _CLASSES_SHOWN = 20
-# Coalescing defaults (settings sample_batch_rows, sample_batch_wait_ms, sample_batches):
-BATCH_ROWS = 64  # weight (images x scale^2) of one batch at most: one wide forward pass
-BATCH_WAIT_MS = 2.0  # longest linger for the requests the last batch says to expect (batching)
-BATCHES = 2  # batches of one model at once (beyond the first, only full ones)
 
 
 @dataclass(frozen=True)
@@ -675,9 +671,9 @@ def png_batcher(
         return Batcher(
             run,
             rows=lambda request: request.weight,
-            max_rows=int(getattr(settings, "sample_batch_rows", BATCH_ROWS)),
-            max_wait_s=float(getattr(settings, "sample_batch_wait_ms", BATCH_WAIT_MS)) / 1000,
-            max_batches=int(getattr(settings, "sample_batches", BATCHES)),
+            max_rows=settings.sample_batch_rows,
+            max_wait_s=settings.sample_batch_wait_ms / 1000,
+            max_batches=settings.sample_batches,
             stats=stats,
         )
 
