@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from ganserve.gan.checkpoint import load_generator
 from ganserve.gan.sample import make_noise
-from ganserve.service import sampling
+from ganserve.service import passes, sampling
 from ganserve.service.app import create_app
 from ganserve.service.batching import Batcher, Batchers, BatchStats
 from ganserve.service.generator_cache import CachedGenerator, GeneratorCache
@@ -318,8 +318,8 @@ def test_coalesced_pngs_are_byte_identical_to_pngs_made_alone(app: FastAPI) -> N
 
 
 def test_coalesced_pngs_equal_render_png_without_any_batching(app: FastAPI) -> None:
-    """The reference: sampling.render_png, one request, nothing batched (forced narrow passes
-    for half of them: wide and narrow passes give the same bits)."""
+    """The reference: sampling.render_png, one request, nothing batched (forced to 16-row
+    passes for half of them: every exact pass size gives the same bits)."""
 
     async def main() -> list[bytes]:
         async with running(app) as client:
@@ -345,10 +345,10 @@ def render_alone(cached: CachedGenerator, params: dict[str, Any], *, narrow: boo
     args = (cached, list(range(seed, seed + n)), labels, params.get("truncation"), cols)
     if not narrow:
         return sampling.render_png(*args, params.get("scale", 1))
-    checked = sampling._wide_checked.setdefault(cached.generator, {})
+    checked = passes._exact.setdefault(cached.generator, {})
     threads = torch.get_num_threads()
     saved = checked.get(threads)
-    checked[threads] = False
+    checked[threads] = (passes.REFERENCE_ROWS,)
     try:
         return sampling.render_png(*args, params.get("scale", 1))
     finally:
@@ -474,40 +474,59 @@ def test_a_cancelled_request_does_not_break_its_batch(app: FastAPI) -> None:
 
 # ----------------------------------------------------------------------------- forward passes
 
+ALL = (4, 8, 16, 32, 64)
+
 
 @pytest.mark.parametrize(
-    ("count", "wide", "expected"),
+    ("count", "sizes", "expected"),
     [
-        (1, False, [(0, 16)]),
-        (40, False, [(0, 16), (16, 16), (32, 16)]),
-        (1, True, [(0, 16)]),
-        (32, True, [(0, 16), (16, 16)]),
-        (33, True, [(0, 64)]),
-        (64, True, [(0, 64)]),
-        (90, True, [(0, 64), (64, 16), (80, 16)]),
-        (100, True, [(0, 64), (64, 64)]),
-        (130, True, [(0, 64), (64, 64), (128, 16)]),
-        (0, True, []),
+        (1, (16,), [(0, 16)]),
+        (40, (16,), [(0, 16), (16, 16), (32, 16)]),
+        (1, ALL, [(0, 4)]),
+        (5, ALL, [(0, 8)]),
+        (16, ALL, [(0, 16)]),
+        (17, ALL, [(0, 32)]),
+        (33, ALL, [(0, 64)]),
+        (64, ALL, [(0, 64)]),
+        (90, ALL, [(0, 64), (64, 32)]),
+        (130, ALL, [(0, 64), (64, 64), (128, 4)]),
+        (20, (8, 16), [(0, 16), (16, 8)]),
+        (0, ALL, []),
     ],
 )
-def test_forward_passes(count: int, wide: bool, expected: list[tuple[int, int]]) -> None:
-    assert sampling.forward_passes(count, wide) == expected
+def test_pass_plan(count: int, sizes: tuple[int, ...], expected: list[tuple[int, int]]) -> None:
+    assert passes.plan(count, sizes) == expected
 
 
-def test_wide_passes_are_used_only_where_they_were_found_exact() -> None:
+def test_pass_sizes_are_used_only_where_they_were_found_exact() -> None:
     generator = load_generator(exported_generator(conditional=True)).generator
-    assert sampling.wide_passes_are_exact(generator)  # measured on this machine, then kept
+    sizes = passes.exact_sizes(generator)  # measured on this machine, then kept
+    assert passes.REFERENCE_ROWS in sizes and 64 in sizes  # the MLP's are exact here
     shapes: list[int] = []
     hook = generator.register_forward_hook(lambda _m, args, _out: shapes.append(len(args[0])))
     z, y = make_noise(list(range(70)), generator.spec, None, [3] * 70)
+    threads = torch.get_num_threads()
     try:
-        wide = sampling.forward(generator, z, y)
-        assert shapes == [64, 16]
+        mixed = passes.forward(generator, z, y)
+        assert shapes == [64, 8]
         shapes.clear()
-        sampling._wide_checked[generator][torch.get_num_threads()] = False  # as if they differed
-        narrow = sampling.forward(generator, z, y)
+        passes._exact[generator][threads] = (passes.REFERENCE_ROWS,)  # as if the others differed
+        reference = passes.forward(generator, z, y)
         assert shapes == [16] * 5
     finally:
         hook.remove()
-        sampling._wide_checked.pop(generator, None)
-    assert torch.equal(wide, narrow)
+        passes._exact.pop(generator, None)
+    assert torch.equal(mixed, reference)
+
+
+def test_a_size_that_computes_other_bits_is_not_used() -> None:
+    """A generator whose output depends on its batch size (as kernels can) keeps the reference."""
+    generator = load_generator(exported_generator()).generator
+    original = generator.forward
+
+    def batch_dependent(z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        out = original(z, labels)
+        return out + 1e-6 if len(z) == 8 else out  # 8-row passes round differently
+
+    generator.forward = batch_dependent  # type: ignore[method-assign]
+    assert passes.exact_sizes(generator) == (4, 16, 32, 64)

@@ -1,13 +1,9 @@
 """Sampling a registered generator: bounds, PNGs and grids, interpolation strips, bulk zip/npz.
 
 Determinism (DESIGN §8). Image i's noise comes from its own seed (`gan.sample.make_noise`), and
-every forward pass has exactly FORWARD_ROWS rows (the last one padded with zeros). CPU kernels
-choose their algorithm by batch size and thread count, so a batch of 1 and a batch of 300 can
-differ in the last bit; with one shape, an image's pixels depend only on (version, seed, label,
-truncation), whether it came alone, in a grid, in a bulk download or at an interpolation's end.
-One more shape is used where it gives the same bits: WIDE_ROWS-row passes, after a check per
-generator (`wide_passes_are_exact`) that they compute every row exactly as FORWARD_ROWS-row
-passes do; a wide pass costs about two narrow ones (the weights are read once).
+every forward pass has one of a few fixed shapes that give every row the same bits
+(`service.passes`), so an image's pixels depend only on (version, seed, label, truncation),
+whether it came alone, in a batch, a grid, a bulk download or at an interpolation's end.
 Same request -> same bytes: PNGs carry no metadata, zips fixed timestamps.
 
 Bounds (settings): images per request, integer scale and pixels per response are checked
@@ -33,8 +29,6 @@ import io
 import json
 import math
 import re
-import threading
-import weakref
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,9 +44,9 @@ from ganserve.gan.sample import (
     interpolation_noise,
     make_grid,
     make_noise,
-    to_uint8,
     upscale,
 )
+from ganserve.service import passes
 from ganserve.service.batching import Batcher, BatchStats
 from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
 from ganserve.service.generator_cache import (
@@ -66,8 +60,6 @@ from ganserve.service.registry import class_names
 from ganserve.service.telemetry import IMAGES_GENERATED
 from ganserve.settings import Settings
 
-FORWARD_ROWS = 16  # rows of a forward pass (see the module docstring)
-WIDE_ROWS = 64  # rows of a wide pass, used where its bits equal FORWARD_ROWS passes' bits
 BULK_CHUNK = 256  # images whose noise and pixels are made at once in a bulk request
 MIN_STEPS, MAX_STEPS = 2, 64  # frames of an interpolation strip
 GRID_PADDING = 1  # pixels between and around grid cells (gan.sample.make_grid)
@@ -174,92 +166,10 @@ def default_nrow(n: int) -> int:
 
 
 def forward(generator: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """(N, noise_dim) noise [+ (N,) labels] -> (N, H, W, C) uint8, in passes of fixed shapes.
-
-    Every pass has FORWARD_ROWS rows, or WIDE_ROWS where `wide_passes_are_exact` (checked
-    once per generator): a wide pass costs about two narrow ones and does the work of four.
-    The last pass is padded with zero rows.
-    """
-    count = z.shape[0]
-    parts: list[torch.Tensor] = []
-    with torch.inference_mode():
-        for start, size in forward_passes(count, wide_passes_are_exact(generator)):
-            z_rows = z[start : start + size]
-            y_rows = None if labels is None else labels[start : start + size]
-            rows = z_rows.shape[0]
-            if rows < size:  # pad: same shape, same kernels, same bits
-                z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
-                if y_rows is not None:
-                    y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
-            parts.append(to_uint8(generator(z_rows, y_rows)[:rows]))
-    IMAGES_GENERATED.inc(count)
-    if not parts:
-        _, h, w = generator.spec.image_shape
-        return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)
-    return torch.cat(parts)
-
-
-def forward_passes(count: int, wide: bool) -> list[tuple[int, int]]:
-    """(first row, pass size) of the passes over `count` rows.
-
-    Wide passes while WIDE_ROWS rows remain; the rest in narrow passes, or in one padded wide
-    pass where it would take more than two narrow ones (a wide pass costs about two).
-    """
-    passes: list[tuple[int, int]] = []
-    start = 0
-    if wide:
-        while count - start >= WIDE_ROWS:
-            passes.append((start, WIDE_ROWS))
-            start += WIDE_ROWS
-        if count - start > 2 * FORWARD_ROWS:
-            passes.append((start, WIDE_ROWS))
-            return passes
-    passes.extend((row, FORWARD_ROWS) for row in range(start, count, FORWARD_ROWS))
-    return passes
-
-
-_wide_checked: weakref.WeakKeyDictionary[Generator, dict[int, bool]] = weakref.WeakKeyDictionary()
-_wide_lock = threading.Lock()
-
-
-def wide_passes_are_exact(generator: Generator) -> bool:
-    """Whether WIDE_ROWS-row passes give every row the bits FORWARD_ROWS-row passes give it.
-
-    CPU kernels choose their algorithm by shape and thread count, so this is measured, once
-    per generator and torch thread count: random rows (and labels), one wide pass against
-    narrow passes over the same rows, and a wide pass with its second half zeroed (padding)
-    against the first. Kernels do not branch on values, so equal bits here mean equal bits
-    for every input.
-    """
-    threads = torch.get_num_threads()
-    with _wide_lock:
-        known = _wide_checked.setdefault(generator, {})
-        if threads not in known:
-            known[threads] = _wide_matches_narrow(generator)
-        return known[threads]
-
-
-def _wide_matches_narrow(generator: Generator) -> bool:
-    spec = generator.spec
-    rng = torch.Generator().manual_seed(20261126)
-    with torch.inference_mode():
-        for _ in range(2):
-            z = torch.randn(WIDE_ROWS, spec.noise_dim, generator=rng)
-            y = None
-            if spec.conditional:
-                y = torch.randint(spec.num_classes, (WIDE_ROWS,), generator=rng)
-            wide = generator(z, y)
-            for start in range(0, WIDE_ROWS, FORWARD_ROWS):
-                rows = slice(start, start + FORWARD_ROWS)
-                narrow = generator(z[rows], None if y is None else y[rows])
-                if not torch.equal(narrow, wide[rows]):
-                    return False
-            half = WIDE_ROWS // 2
-            padded = torch.cat([z[:half], z.new_zeros(WIDE_ROWS - half, spec.noise_dim)])
-            padded_y = None if y is None else torch.cat([y[:half], y.new_zeros(half)])
-            if not torch.equal(generator(padded, padded_y)[:half], wide[:half]):
-                return False
-    return True
+    """(N, noise_dim) noise [+ (N,) labels] -> (N, H, W, C) uint8 (`passes.forward`), counted."""
+    images = passes.forward(generator, z, labels)
+    IMAGES_GENERATED.inc(len(images))
+    return images
 
 
 def iter_images(
