@@ -57,6 +57,9 @@ def test_counters_move_with_requests_images_and_jobs(settings: Settings) -> None
     assert images == 18
     assert _value(after, "ganserve_generator_cache_loads_total") == 1
     assert _value(after, "ganserve_generator_cache_hits_total") >= 1
+    # two sequential n=9 requests: two batches of one request each (the first loads the model)
+    assert _value(after, "ganserve_sample_batches_total") == 2
+    assert _value(after, "ganserve_sample_batched_requests_total") == 2
     assert _value(after, "ganserve_jobs", status="running") == 1
     assert _value(after, "ganserve_jobs", status="queued") == 1  # the registered model's job row
     assert (

@@ -118,7 +118,17 @@ class _ScrapeCollector(Collector):
             "ganserve_generator_cache_evictions", "Generators dropped from a full cache."
         )
         evictions.add_metric([], cache.evictions)
-        return [jobs, queue, rate, metric, hits, loads, evictions]
+        coalescing = cache.batchers.stats
+        batches = CounterMetricFamily(
+            "ganserve_sample_batches",
+            "Coalesced samples.png batches: trips to the thread pool, each one forward.",
+        )
+        batches.add_metric([], coalescing.batches)
+        batched = CounterMetricFamily(
+            "ganserve_sample_batched_requests", "samples.png requests served in those batches."
+        )
+        batched.add_metric([], coalescing.items)
+        return [jobs, queue, rate, metric, hits, loads, evictions, batches, batched]
 
 
 async def render_metrics(context: AppContext) -> bytes:
