@@ -2,4 +2,5 @@
 
 from ganserve.cli.main import app
 
-app()
+if __name__ == "__main__":  # not when multiprocessing imports it as __mp_main__
+    app()

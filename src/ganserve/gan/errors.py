@@ -1,6 +1,12 @@
-"""Exceptions raised by the ML core. Every one derives from GanError."""
+"""Exceptions raised by the ML core. Every one derives from GanError.
+
+Each survives pickling (`__reduce__` where `__init__` takes other arguments than the message):
+render processes send them back to the API process (service.render_process).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class GanError(Exception):
@@ -14,6 +20,9 @@ class ConfigError(GanError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.field, self.message)
 
 
 class DatasetError(GanError):
@@ -33,6 +42,9 @@ class DivergenceError(GanError):
         self.step = step
         self.losses = losses
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.step, self.losses)
+
 
 class QualityAlarm(GanError):
     """A mode-collapse or divergence alarm stopped training (the spec's on_alarm option)."""
@@ -41,3 +53,6 @@ class QualityAlarm(GanError):
         super().__init__(message)
         self.kind = kind
         self.step = step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.kind, self.step, str(self))
