@@ -285,11 +285,16 @@ def train(
             loss_d.backward()
             state.opt_d.step()
 
-        # ---- generator: one update through the updated D, reusing the last fake batch
-        with _autocast(state):
-            loss_g = loss.g_loss(d(fake, labels))
-        state.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        # ---- generator: one update through the updated D, reusing the last fake batch;
+        # D frozen meanwhile: G's backward needs D's input gradients, not its weights'
+        d.requires_grad_(False)
+        try:
+            with _autocast(state):
+                loss_g = loss.g_loss(d(fake, labels))
+            state.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+        finally:
+            d.requires_grad_(True)
         state.opt_g.step()
         state.step += 1
         # ramped decay: short runs are not dominated by the random initial weights
