@@ -86,9 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
+    app.include_router(models.router)  # first: requests match routes in order, samples.png hottest
     app.include_router(ops.router)
     app.include_router(jobs.router)
-    app.include_router(models.router)
     app.include_router(datasets.router)
     app.include_router(web.router)  # the web page at / (not in the OpenAPI document)
     return app
