@@ -11,10 +11,12 @@ a private Redis (`EmbeddedRedis`, never the machine's), then
   script would write it; `service`: `sampling.render_png`, the service's own path with its
   fixed-shape forward passes), with the server's torch threads and with one per core; the
   ratios use the fastest;
-- the real service, `python -m ganserve api` (uvicorn as shipped), and a bare FastAPI endpoint
-  returning a fixed 28x28 PNG (`bench/bare_app.py`) under the same uvicorn options, both
-  loaded at each concurrency for `--duration` seconds: GET samples.png for one image (a new
-  seed every request, so nothing is served from a cache) and for a 64-image grid.
+- the real service, `python -m ganserve api` (uvicorn as shipped), a bare FastAPI endpoint
+  returning a fixed 28x28 PNG (`bench/bare_app.py`) and the naive endpoint of issue 6 (a
+  `def` route rendering one image per request, `bench/naive_app.py`) under the same uvicorn
+  options, loaded at each concurrency for `--duration` seconds: GET samples.png for one image
+  (a new seed every request, so nothing is served from a cache) and, from the service, for a
+  64-image grid.
 
 The load generator is raw asyncio (uvloop) in this process: N keep-alive connections, each
 sending pre-built HTTP/1.1 GETs one at a time and reading Content-Length bodies. It shares
@@ -267,8 +269,11 @@ def best_floor(floor: dict[str, float], kind: str) -> tuple[str, float]:
 # ----------------------------------------------------------------------------- setup
 
 
-def train_and_register(settings: Settings, steps: int) -> CachedGenerator:
-    """Trains the reference model, exports it into a job dir and registers version 1."""
+def train_and_register(settings: Settings, steps: int) -> tuple[CachedGenerator, Path]:
+    """Trains the reference model, exports it into a job dir and registers version 1.
+
+    Returns it loaded, and the folder of its export.
+    """
     store = Store.from_settings(settings)
     try:
         with store.session() as session:
@@ -289,7 +294,7 @@ def train_and_register(settings: Settings, steps: int) -> CachedGenerator:
     finally:
         store.close()
     loaded = load_generator(folder)
-    return CachedGenerator(MODEL, 1, loaded.generator, loaded.description, "bench")
+    return CachedGenerator(MODEL, 1, loaded.generator, loaded.description, "bench"), folder
 
 
 class Servers:
@@ -395,6 +400,10 @@ def report(
         ratio = chosen[("png", 8)].rate / chosen[("bare", 8)].rate
         ratios["png_c8_vs_bare"] = ratio
         print(f"single PNG c=8 / bare endpoint c=8:              {ratio:5.2f}x  (target >= 0.60)")
+    if ("png", 8) in chosen and ("naive", 8) in chosen:
+        ratio = chosen[("png", 8)].rate / chosen[("naive", 8)].rate
+        ratios["png_c8_vs_naive"] = ratio
+        print(f"single PNG c=8 / naive endpoint c=8:             {ratio:5.2f}x  (no target)")
     if ("grid", 8) in chosen:
         for kind in ("grid plain", "grid service"):
             name, rate = best_floor(floor, kind)
@@ -448,7 +457,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps of the model")
     parser.add_argument("--floor-seconds", type=float, default=3.0)
     parser.add_argument("--torch-threads", type=int, default=Settings().torch_threads)
-    parser.add_argument("--kinds", nargs="+", default=["bare", "png", "grid"])
+    parser.add_argument("--kinds", nargs="+", default=["bare", "naive", "png", "grid"])
     parser.add_argument(
         "--uvicorn-args",
         default=None,
@@ -483,7 +492,7 @@ def run(args: argparse.Namespace, root: Path, servers: Servers, broker: Embedded
     settings = Settings(data_dir=root / "data", torch_threads=args.torch_threads)
     settings.data_dir.mkdir(parents=True)
     started = time.perf_counter()
-    cached = train_and_register(settings, args.steps)
+    cached, exported = train_and_register(settings, args.steps)
     took = time.perf_counter() - started
     print(f"trained and registered {MODEL!r} ({args.steps} steps, {took:.0f} s)")
     floor = floors(cached, args.floor_seconds, sorted({args.torch_threads, os.cpu_count() or 1}))
@@ -499,7 +508,10 @@ def run(args: argparse.Namespace, root: Path, servers: Servers, broker: Embedded
         # `ganserve api` as shipped; the bare app under the uvicorn options it uses
         service_argv = [sys.executable, "-m", "ganserve", "api"]
         uvicorn_options = ["--log-level", args.log_level.lower()]
-        print("servers: `python -m ganserve api`; bare app: uvicorn " + shlex.join(uvicorn_options))
+        print(
+            "servers: `python -m ganserve api`; bare and naive apps: uvicorn "
+            + shlex.join(uvicorn_options)
+        )
     else:
         uvicorn_options = ["--log-level", args.log_level.lower(), *shlex.split(args.uvicorn_args)]
         factory = "ganserve.service.app:create_app"
@@ -510,6 +522,11 @@ def run(args: argparse.Namespace, root: Path, servers: Servers, broker: Embedded
         bare_argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "bare_app:app",
                      *uvicorn_options]  # fmt: skip
         ports["bare"] = servers.start("bare", bare_argv, env)
+    if "naive" in args.kinds:
+        naive_argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH), "naive_app:app",
+                      *uvicorn_options]  # fmt: skip
+        naive_env = {**env, "GANSERVE_BENCH_GENERATOR": str(exported)}
+        ports["naive"] = servers.start("naive", naive_argv, naive_env)
     if "png" in args.kinds or "grid" in args.kinds:
         ports["service"] = servers.start("service", service_argv, env)
         # load the generator before measuring
@@ -519,6 +536,7 @@ def run(args: argparse.Namespace, root: Path, servers: Servers, broker: Embedded
 
     requests = {
         "bare": ("bare", get_request("/samples.png", 1)),
+        "naive": ("naive", get_request("/samples.png", 1)),
         "png": ("service", get_request(f"/v1/models/{MODEL}/samples.png", 1)),
         "grid": ("service", get_request(f"/v1/models/{MODEL}/samples.png?n={GRID}", GRID)),
     }
