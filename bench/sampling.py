@@ -59,8 +59,8 @@ from ganserve.gan.sample import encode_png, generate, make_grid, make_noise
 from ganserve.gan.train import train
 from ganserve.runtime.embedded_redis import EmbeddedRedis
 from ganserve.runtime.supervisor import free_port, stop_process_group, wait_for_http
-from ganserve.service import sampling
-from ganserve.service.generator_cache import CachedGenerator
+from ganserve.service.sampling import answer as sampling
+from ganserve.service.sampling.generator_cache import CachedGenerator
 from ganserve.settings import Settings
 from ganserve.store import Store, jobs, registry
 from train_speed import mnist_sized_digits

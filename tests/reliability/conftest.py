@@ -20,8 +20,8 @@ import pytest
 import redis
 
 from ganserve.gan.checkpoint import list_checkpoints
-from ganserve.service.queue import UNACKED_INDEX_KEY, UNACKED_KEY, TrainingQueue
-from ganserve.service.reaper import Reaper
+from ganserve.service.jobs.queue import UNACKED_INDEX_KEY, UNACKED_KEY, TrainingQueue
+from ganserve.service.operations.reaper import Reaper
 from ganserve.settings import Settings
 from ganserve.store import Job, Store, jobs, registry
 from ganserve.store.events import JobEvent, read_events_sync, stream_key

@@ -10,7 +10,7 @@ import kombu
 import pytest
 import redis
 
-from ganserve.service.queue import TrainingQueue, pending_job_ids, train_message_job_id
+from ganserve.service.jobs.queue import TrainingQueue, pending_job_ids, train_message_job_id
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from ganserve.runtime.embedded_redis import EmbeddedRedis
-from ganserve.service.queue import pending_job_ids
+from ganserve.service.jobs.queue import pending_job_ids
 from ganserve.store.tables import utcnow
 from tests.reliability.conftest import FINISHED, Cluster
 

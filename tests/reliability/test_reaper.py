@@ -9,8 +9,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from ganserve.service.app import create_app
-from ganserve.service.queue import TrainingQueue, pending_job_ids
-from ganserve.service.reaper import Reaper
+from ganserve.service.jobs.queue import TrainingQueue, pending_job_ids
+from ganserve.service.operations.reaper import Reaper
 from ganserve.store import jobs
 from ganserve.store.tables import utcnow
 from tests.helpers.processes import free_port

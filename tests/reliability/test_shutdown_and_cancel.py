@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from ganserve.service.queue import UNACKED_KEY, pending_job_ids
+from ganserve.service.jobs.queue import UNACKED_KEY, pending_job_ids
 from ganserve.store import jobs
 from tests.reliability.conftest import FINISHED, Cluster, wait_for
 

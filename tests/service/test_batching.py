@@ -18,10 +18,11 @@ from fastapi import FastAPI
 
 from ganserve.gan.checkpoint import load_generator
 from ganserve.gan.sample import make_noise
-from ganserve.service import passes, sampling
 from ganserve.service.app import create_app
-from ganserve.service.batching import Batcher, Batchers, BatchStats
-from ganserve.service.generator_cache import CachedGenerator, GeneratorCache
+from ganserve.service.sampling import answer as sampling
+from ganserve.service.sampling import passes
+from ganserve.service.sampling.batching import Batcher, Batchers, BatchStats
+from ganserve.service.sampling.generator_cache import CachedGenerator, GeneratorCache
 from ganserve.settings import Settings
 from ganserve.store import Store
 from tests.service.trained_model import exported_generator, register_model

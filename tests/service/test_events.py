@@ -17,8 +17,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from ganserve.cli.sse import ServerEvent, iter_events
-from ganserve.service.events import parse_last_event_id, status_event_data
-from ganserve.service.jobs import require_job
+from ganserve.service.jobs.actions import require_job
+from ganserve.service.jobs.events import parse_last_event_id, status_event_data
 from ganserve.store import Store
 from ganserve.store import jobs as job_store
 from ganserve.store.events import EventPublisher, stream_key

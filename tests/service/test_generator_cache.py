@@ -11,10 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ganserve.gan.errors import CheckpointError
-from ganserve.service import registry as service_registry
 from ganserve.service.app import create_app
 from ganserve.service.errors import NotFoundError
-from ganserve.service.generator_cache import CachedGenerator, GeneratorCache, ResolvedVersion
+from ganserve.service.registry import versions as service_registry
+from ganserve.service.sampling.generator_cache import (
+    CachedGenerator,
+    GeneratorCache,
+    ResolvedVersion,
+)
 from ganserve.settings import Settings
 from ganserve.store import Store
 from ganserve.store import registry as store_registry

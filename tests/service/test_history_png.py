@@ -7,7 +7,7 @@ import io
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ganserve.service.plots import render_history_png
+from ganserve.service.jobs.plots import render_history_png
 from ganserve.store import jobs, metrics
 
 

@@ -15,8 +15,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from ganserve.gan.config import ModelSpec
-from ganserve.service import sampling
 from ganserve.service.app import create_app
+from ganserve.service.sampling import answer as sampling
 from ganserve.settings import Settings
 from ganserve.store import registry as store_registry
 from tests.service.trained_model import app_cache, app_store, pixels, register_model

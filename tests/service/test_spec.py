@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import ImageDataset, packed_dataset_path, save_packed
 from ganserve.gan.errors import ConfigError, DatasetError
-from ganserve.service.spec import EXAMPLE_SPEC, TrainSpec, check_against_dataset
+from ganserve.service.jobs.spec import EXAMPLE_SPEC, TrainSpec, check_against_dataset
 
 
 def test_defaults_are_the_reference_model_and_match_train_config() -> None:

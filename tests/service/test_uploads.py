@@ -28,13 +28,7 @@ from starlette.requests import ClientDisconnect
 
 from ganserve.gan.data import ImageDataset, load_dataset, load_image_folder
 from ganserve.service.app import create_app
-from ganserve.service.errors import (
-    BadRequestError,
-    ConflictError,
-    InvalidInputError,
-    PayloadTooLargeError,
-)
-from ganserve.service.uploads import (
+from ganserve.service.datasets.uploads import (
     STALE_WORK_S,
     UploadLimits,
     ingest_upload,
@@ -42,6 +36,12 @@ from ganserve.service.uploads import (
     publish,
     purge_stale_work,
     validate_zip,
+)
+from ganserve.service.errors import (
+    BadRequestError,
+    ConflictError,
+    InvalidInputError,
+    PayloadTooLargeError,
 )
 from ganserve.settings import Settings
 

@@ -24,7 +24,7 @@ from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, export_generator
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import load_digits
 from ganserve.gan.train import train
-from ganserve.service.generator_cache import GeneratorCache
+from ganserve.service.sampling.generator_cache import GeneratorCache
 from ganserve.store import ModelVersion, Store, jobs, registry
 
 TRAIN_STEPS = 20

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ganserve.store import jobs
 from ganserve.store.errors import (
-    ConflictError,
     InvalidValueError,
-    NotFoundError,
+    RecordNotFoundError,
     StaleAttemptError,
+    StateConflictError,
 )
 from ganserve.store.tables import Job
 
@@ -40,7 +40,7 @@ def test_create_and_get(session: Session) -> None:
 
 
 def test_get_missing_job(session: Session) -> None:
-    with pytest.raises(NotFoundError, match="job 'nope' not found"):
+    with pytest.raises(RecordNotFoundError, match="job 'nope' not found"):
         jobs.get_job(session, "nope")
 
 
@@ -172,7 +172,7 @@ def test_heartbeat_extends_lease(session: Session) -> None:
     assert fetched.lease_expires_at == T0 + timedelta(seconds=18)
     with pytest.raises(StaleAttemptError):
         jobs.heartbeat(session, job.id, attempt + 1, 10)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         jobs.heartbeat(session, "f" * 32, 1, 10)
 
 
@@ -238,7 +238,7 @@ def test_cancel_queued_job_is_immediate(session: Session) -> None:
     session.commit()
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
     assert jobs.is_cancel_requested(session, job.id)
-    with pytest.raises(ConflictError, match="already been cancelled"):
+    with pytest.raises(StateConflictError, match="already been cancelled"):
         jobs.request_cancel(session, job.id)
 
 
@@ -254,7 +254,7 @@ def test_cancel_running_job_sets_flag_for_the_worker(session: Session) -> None:
     # The worker notices at a step boundary and stops.
     finished = jobs.finish_job(session, job.id, attempt, "cancelled")
     assert finished.status == "cancelled" and finished.finished_at is not None
-    with pytest.raises(ConflictError):
+    with pytest.raises(StateConflictError):
         jobs.request_cancel(session, job.id)
 
 
@@ -263,11 +263,11 @@ def test_cancel_finished_job_conflicts_and_missing_job_not_found(session: Sessio
     attempt = jobs.claim_job(session, job.id, "w", 60)
     assert attempt is not None
     jobs.finish_job(session, job.id, attempt, "succeeded", model_name="digits-gan", model_version=1)
-    with pytest.raises(ConflictError, match="already succeeded"):
+    with pytest.raises(StateConflictError, match="already succeeded"):
         jobs.request_cancel(session, job.id)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         jobs.request_cancel(session, "a" * 32)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         jobs.is_cancel_requested(session, "a" * 32)
 
 
@@ -293,7 +293,7 @@ def test_mark_failed(session: Session) -> None:
     queued = new_job(session)
     failed = jobs.mark_failed(session, queued.id, "broker unreachable")
     assert (failed.status, failed.error) == ("failed", "broker unreachable")
-    with pytest.raises(ConflictError, match="already failed"):
+    with pytest.raises(StateConflictError, match="already failed"):
         jobs.mark_failed(session, queued.id, "again")
 
     running = new_job(session)
@@ -420,7 +420,7 @@ def test_reaper_queries(session: Session) -> None:
     ]
     jobs.touch_enqueued(session, queued.id, now=T0 + timedelta(days=2))
     assert jobs.queued_jobs(session, enqueued_before=T0 + timedelta(1)) == []
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         jobs.touch_enqueued(session, "b" * 32)
 
 
@@ -434,7 +434,7 @@ def test_add_warning(session: Session) -> None:
         "class coverage low: 3 of 10 classes",
         "D loss near zero",
     ]
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         jobs.add_warning(session, "c" * 32, "x")
 
 

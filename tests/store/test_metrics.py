@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ganserve.store import jobs, metrics
-from ganserve.store.errors import NotFoundError
+from ganserve.store.errors import RecordNotFoundError
 from ganserve.store.tables import MetricPoint
 
 
@@ -43,7 +43,7 @@ def test_history_of_a_job_without_points_and_of_a_missing_job(session: Session) 
     job = jobs.create_job(session, "digits", {}, total_steps=100)
     session.commit()
     assert metrics.history(session, job.id) == {}
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         metrics.history(session, "0" * 32)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(RecordNotFoundError):
         metrics.append_metrics(session, "0" * 32, 1, {"x": 1.0})

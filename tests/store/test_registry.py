@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from ganserve.store import jobs, registry
-from ganserve.store.errors import InvalidValueError, NotFoundError
+from ganserve.store.errors import InvalidValueError, RecordNotFoundError
 from ganserve.store.tables import ModelVersion
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -148,10 +148,10 @@ def test_latest_moves_after_delete(session: Session) -> None:
 
 def test_delete_missing_version(session: Session) -> None:
     register(session)
-    with pytest.raises(NotFoundError, match="model 'digits' has no version 5; versions: 1"):
+    with pytest.raises(RecordNotFoundError, match="model 'digits' has no version 5; versions: 1"):
         registry.delete_version(session, "digits", 5)
     registry.delete_version(session, "digits", 1)
-    with pytest.raises(NotFoundError, match="model 'digits' not found"):
+    with pytest.raises(RecordNotFoundError, match="model 'digits' not found"):
         registry.delete_version(session, "digits", 1)
 
 
@@ -160,10 +160,10 @@ def test_get_version(session: Session) -> None:
     register(session)
     assert registry.get_version(session, "digits", 2).version == 2
     registry.delete_version(session, "digits", 2)
-    with pytest.raises(NotFoundError, match="has no version 2; versions: 1"):
+    with pytest.raises(RecordNotFoundError, match="has no version 2; versions: 1"):
         registry.get_version(session, "digits", 2)
     assert registry.get_version(session, "digits", 2, include_deleted=True).deleted_at
-    with pytest.raises(NotFoundError, match="model 'nope' not found"):
+    with pytest.raises(RecordNotFoundError, match="model 'nope' not found"):
         registry.get_version(session, "nope", 1)
 
 
@@ -183,9 +183,9 @@ def test_aliases_set_move_and_delete(session: Session) -> None:
 
     registry.delete_alias(session, "digits", "best")
     session.commit()
-    with pytest.raises(NotFoundError, match="no alias 'best'; settable aliases: production"):
+    with pytest.raises(RecordNotFoundError, match="no alias 'best'; settable aliases: production"):
         registry.delete_alias(session, "digits", "best")
-    with pytest.raises(NotFoundError, match="no version or alias 'best'"):
+    with pytest.raises(RecordNotFoundError, match="no version or alias 'best'"):
         registry.resolve(session, "digits", "best")
 
 
@@ -198,7 +198,7 @@ def test_invalid_aliases(session: Session) -> None:
     for bad in ("Production", "1st", "", "a" * 33, "has space", "../x"):
         with pytest.raises(InvalidValueError, match="invalid alias"):
             registry.set_alias(session, "digits", bad, 1)
-    with pytest.raises(NotFoundError, match="has no version 7"):
+    with pytest.raises(RecordNotFoundError, match="has no version 7"):
         registry.set_alias(session, "digits", "production", 7)
 
 
@@ -210,7 +210,7 @@ def test_deleting_a_version_removes_its_aliases(session: Session) -> None:
     registry.delete_version(session, "digits", 2)
     session.commit()
     assert registry.get_model(session, "digits").aliases == {"latest": 1, "best": 1}
-    with pytest.raises(NotFoundError, match="aliases: latest, best"):
+    with pytest.raises(RecordNotFoundError, match="aliases: latest, best"):
         registry.resolve(session, "digits", "production")
 
 
@@ -220,15 +220,17 @@ def test_resolve(session: Session) -> None:
     assert registry.resolve(session, "digits", "1").version == 1
     assert registry.resolve(session, "digits", "v2").version == 2
     assert registry.resolve(session, "digits", "latest").version == 2
-    with pytest.raises(NotFoundError, match="model 'digits' has no version 9; versions: 1, 2"):
+    with pytest.raises(
+        RecordNotFoundError, match="model 'digits' has no version 9; versions: 1, 2"
+    ):
         registry.resolve(session, "digits", "9")
     with pytest.raises(
-        NotFoundError, match="no version or alias 'prod'; versions: 1, 2; aliases: latest"
+        RecordNotFoundError, match="no version or alias 'prod'; versions: 1, 2; aliases: latest"
     ):
         registry.resolve(session, "digits", "prod")
-    with pytest.raises(NotFoundError, match="model 'other' not found"):
+    with pytest.raises(RecordNotFoundError, match="model 'other' not found"):
         registry.resolve(session, "other", "latest")
-    with pytest.raises(NotFoundError, match="model 'other' not found"):
+    with pytest.raises(RecordNotFoundError, match="model 'other' not found"):
         registry.resolve(session, "other", "1")
 
 
@@ -256,7 +258,7 @@ def test_list_and_get_models(session: Session) -> None:
         registry.delete_version(session, "digits", version)
     session.commit()
     assert [m.name for m in registry.list_models(session)] == ["faces"]
-    with pytest.raises(NotFoundError, match="model 'digits' not found"):
+    with pytest.raises(RecordNotFoundError, match="model 'digits' not found"):
         registry.get_model(session, "digits")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ganserve.service.queue import TRAIN_TASK as API_TASK_NAME
+from ganserve.service.jobs.queue import TRAIN_TASK as API_TASK_NAME
 from ganserve.settings import Settings
 from ganserve.worker.app import create_celery_app
 from ganserve.worker.errors import BrokerNotConfiguredError

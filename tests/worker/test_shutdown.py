@@ -11,7 +11,7 @@ from celery import signals
 from celery.worker import state as celery_state
 
 from ganserve.gan import checkpoint as gan_checkpoint
-from ganserve.service.queue import pending_job_ids
+from ganserve.service.jobs.queue import pending_job_ids
 from ganserve.settings import Settings
 from ganserve.store import jobs, registry
 from ganserve.store.events import read_events_sync

@@ -18,7 +18,7 @@ from ganserve.gan.data import load_dataset
 from ganserve.gan.errors import DivergenceError
 from ganserve.gan.train import Progress, train
 from ganserve.store import jobs, metrics, registry
-from ganserve.store.errors import ConflictError
+from ganserve.store.errors import StateConflictError
 from ganserve.store.events import EventPublisher, read_events_sync
 from ganserve.store.tables import utcnow
 from ganserve.worker import training
@@ -45,7 +45,7 @@ def run_in_background(resources: WorkerResources) -> Iterator[RunInBackground]:
             yield start
         finally:
             for job_id in started:  # so that a failed test does not wait for 1M steps
-                with contextlib.suppress(ConflictError), resources.store.session() as session:
+                with contextlib.suppress(StateConflictError), resources.store.session() as session:
                     jobs.request_cancel(session, job_id)
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ganserve.service.queue import TrainingQueue
+from ganserve.service.jobs.queue import TrainingQueue
 from ganserve.settings import Settings
 from ganserve.store import Store, jobs, registry
 from ganserve.store.tables import Job

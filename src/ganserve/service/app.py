@@ -15,12 +15,12 @@ from fastapi import FastAPI
 
 from ganserve.service.context import AppContext
 from ganserve.service.errors import ServiceError
-from ganserve.service.generator_cache import GeneratorCache
+from ganserve.service.jobs.queue import TrainingQueue
+from ganserve.service.operations.reaper import Reaper
+from ganserve.service.operations.telemetry import MetricsMiddleware
 from ganserve.service.problems import install_problem_handlers
-from ganserve.service.queue import TrainingQueue
-from ganserve.service.reaper import Reaper
 from ganserve.service.routes import datasets, jobs, models, ops, web
-from ganserve.service.telemetry import MetricsMiddleware
+from ganserve.service.sampling.generator_cache import GeneratorCache
 from ganserve.settings import Settings, get_settings
 from ganserve.store import Store
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             generators=GeneratorCache(store, capacity=settings.generator_cache_size),
         )
         app.state.context = context
-        # Jobs of lost workers and lost messages: see service/reaper.py.
+        # Jobs of lost workers and lost messages: see service/operations/reaper.py.
         reaper = Reaper(store, context.queue, settings.requeue_after_s)
         reaper_task = asyncio.create_task(
             reaper.run_forever(settings.reaper_interval_s, context.redis), name="ganserve-reaper"

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
-from ganserve.service.generator_cache import GeneratorCache
-from ganserve.service.queue import TrainingQueue
+from ganserve.service.jobs.queue import TrainingQueue
+from ganserve.service.sampling.generator_cache import GeneratorCache
 from ganserve.settings import Settings
 from ganserve.store import Store
 

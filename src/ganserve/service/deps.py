@@ -12,14 +12,13 @@ from typing import Annotated
 
 import redis.asyncio
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from ganserve.service.context import AppContext
 from ganserve.service.errors import ForbiddenError, UnauthorizedError
-from ganserve.service.generator_cache import GeneratorCache
-from ganserve.service.queue import TrainingQueue
+from ganserve.service.jobs.queue import TrainingQueue
+from ganserve.service.sampling.generator_cache import GeneratorCache
 from ganserve.settings import Settings
-from ganserve.store import ArtifactStore
+from ganserve.store import ArtifactStore, Session
 
 
 async def get_context(request: Request) -> AppContext:

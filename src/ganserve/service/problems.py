@@ -14,10 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ganserve.gan.errors import CheckpointError, ConfigError, DatasetError, GanError
 from ganserve.service.errors import ServiceError
 from ganserve.store.errors import (
-    ConflictError,
     InvalidValueError,
-    NotFoundError,
+    RecordNotFoundError,
     StaleAttemptError,
+    StateConflictError,
     StoreError,
 )
 
@@ -72,26 +72,35 @@ async def _service(request: Request, exc: Exception) -> JSONResponse:
                    **exc.extra)  # fmt: skip
 
 
-async def _gan(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, ConfigError):
-        return problem(422, str(exc), title="Invalid input", field=exc.field)
-    if isinstance(exc, DatasetError):
-        return problem(422, str(exc), title="Invalid input", field="dataset")
+# Exceptions of the layers below the service -> (status, title). The most specific class
+# listed wins; a GanError or StoreError not listed is a 500 (a bug or a broken artifact).
+LOWER_LAYER_PROBLEMS: dict[type[Exception], tuple[int, str]] = {
+    ConfigError: (422, "Invalid input"),
+    DatasetError: (422, "Invalid input"),
+    InvalidValueError: (422, "Invalid input"),
+    RecordNotFoundError: (404, "Not found"),
+    StateConflictError: (409, "Conflict"),
+    StaleAttemptError: (409, "Conflict"),
+    CheckpointError: (500, "Internal Server Error"),
+}
+
+
+def _problem_of(exc: Exception) -> tuple[int, str] | None:
+    for cls in type(exc).__mro__:
+        if cls in LOWER_LAYER_PROBLEMS:
+            return LOWER_LAYER_PROBLEMS[cls]
+    return None
+
+
+async def _lower_layer(request: Request, exc: Exception) -> JSONResponse:
+    status, title = _problem_of(exc) or (500, "Internal Server Error")
+    field = "dataset" if isinstance(exc, DatasetError) else getattr(exc, "field", None)
     if isinstance(exc, CheckpointError):
         log.error("model artifact unusable: %s", exc)
-        return problem(500, f"the model's files are unusable: {exc}")
-    return problem(500, str(exc))
-
-
-async def _store(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, NotFoundError):
-        return problem(404, str(exc), title="Not found")
-    if isinstance(exc, InvalidValueError):
-        return problem(422, str(exc), title="Invalid input", field=exc.field)
-    if isinstance(exc, ConflictError | StaleAttemptError):
-        return problem(409, str(exc), title="Conflict")
-    log.exception("store error", exc_info=exc)
-    return problem(500, str(exc))
+        return problem(status, f"the model's files are unusable: {exc}")
+    if status >= 500:
+        log.exception("error from a lower layer", exc_info=exc)
+    return problem(status, str(exc), title=title, field=field)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -110,7 +119,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ServiceError, _service)
-    app.add_exception_handler(GanError, _gan)
-    app.add_exception_handler(StoreError, _store)
+    app.add_exception_handler(GanError, _lower_layer)
+    app.add_exception_handler(StoreError, _lower_layer)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _unhandled)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ganserve.service.spec import TrainSpec
+from ganserve.service.jobs.spec import TrainSpec
 
 # The job statuses of store.tables.JOB_STATUSES, spelled out for the OpenAPI enum.
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -7,13 +7,15 @@ Modules, one concern each: `db` (engines, sessions), `tables` (ORM tables), `mig
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from ganserve.store.artifacts import ArtifactStore
 from ganserve.store.db import make_engine, make_session_factory, session_scope
 from ganserve.store.errors import (
-    ConflictError,
     InvalidValueError,
-    NotFoundError,
+    RecordNotFoundError,
     StaleAttemptError,
+    StateConflictError,
     StoreError,
 )
 from ganserve.store.facade import Store
@@ -22,13 +24,14 @@ from ganserve.store.tables import Job, MetricPoint, ModelAlias, ModelVersion
 
 __all__ = [
     "ArtifactStore",
-    "ConflictError",
+    "StateConflictError",
     "InvalidValueError",
     "Job",
     "MetricPoint",
     "ModelAlias",
     "ModelVersion",
-    "NotFoundError",
+    "RecordNotFoundError",
+    "Session",
     "StaleAttemptError",
     "Store",
     "StoreError",

@@ -7,7 +7,7 @@ class StoreError(Exception):
     """Base class of every error the store raises."""
 
 
-class NotFoundError(StoreError):
+class RecordNotFoundError(StoreError):
     """A job, model, version or alias does not exist."""
 
     def __init__(self, kind: str, key: str, detail: str | None = None) -> None:
@@ -16,7 +16,7 @@ class NotFoundError(StoreError):
         self.key = key
 
 
-class ConflictError(StoreError):
+class StateConflictError(StoreError):
     """The request contradicts the current state (e.g. cancelling a finished job)."""
 
 

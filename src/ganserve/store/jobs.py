@@ -34,7 +34,12 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ganserve.store.errors import ConflictError, InvalidValueError, NotFoundError, StaleAttemptError
+from ganserve.store.errors import (
+    InvalidValueError,
+    RecordNotFoundError,
+    StaleAttemptError,
+    StateConflictError,
+)
 from ganserve.store.names import validate_model_name
 from ganserve.store.tables import FINISHED_STATUSES, JOB_STATUSES, Job, new_job_id, utcnow
 
@@ -82,10 +87,10 @@ def create_job(
 
 
 def get_job(session: Session, job_id: str) -> Job:
-    """The job with this id, freshly read; NotFoundError if there is none."""
+    """The job with this id, freshly read; RecordNotFoundError if there is none."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     return job
 
 
@@ -237,7 +242,7 @@ def _merge_metrics(session: Session, job_id: str, metrics: Mapping[str, float]) 
 def request_cancel(session: Session, job_id: str, *, now: datetime | None = None) -> Job:
     """Cancel a job: a queued one at once, a running one at its worker's next step.
 
-    Idempotent while the job is live; ConflictError once it has finished.
+    Idempotent while the job is live; StateConflictError once it has finished.
     """
     now = now or utcnow()
     cancelled = session.execute(
@@ -262,7 +267,7 @@ def request_cancel(session: Session, job_id: str, *, now: datetime | None = None
         )
     job = get_job(session, job_id)
     if cancelled is None and job.status != "running":
-        raise ConflictError(
+        raise StateConflictError(
             f"job {job_id!r} has already {_finished_verb(job.status)}; "
             "only queued or running jobs can be cancelled"
         )
@@ -273,7 +278,7 @@ def is_cancel_requested(session: Session, job_id: str) -> bool:
     """Whether someone asked to cancel the job (true for a cancelled job too)."""
     row = session.execute(select(Job.cancel_requested).where(Job.id == job_id)).first()
     if row is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     return bool(row[0])
 
 
@@ -320,7 +325,7 @@ def mark_failed(
     """Fail a job with `error`: fenced when `attempt` is given, else any live job.
 
     Without an attempt it is for the API and the reaper (e.g. the broker refused the task);
-    ConflictError if the job has already finished.
+    StateConflictError if the job has already finished.
     """
     if attempt is not None:
         return finish_job(session, job_id, attempt, "failed", error=error, now=now)
@@ -336,7 +341,7 @@ def mark_failed(
     ).first()
     job = get_job(session, job_id)
     if failed is None:
-        raise ConflictError(f"job {job_id!r} has already {_finished_verb(job.status)}")
+        raise StateConflictError(f"job {job_id!r} has already {_finished_verb(job.status)}")
     return job
 
 
@@ -464,7 +469,7 @@ def touch_enqueued(session: Session, job_id: str, *, now: datetime | None = None
         .execution_options(synchronize_session=False)
     ).first()
     if found is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
 
 
 def add_warning(session: Session, job_id: str, text: str, *, now: datetime | None = None) -> None:
@@ -479,7 +484,7 @@ def add_warning(session: Session, job_id: str, text: str, *, now: datetime | Non
         .execution_options(synchronize_session=False)
     ).first()
     if found is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     warnings: list[str] = list(found[0] or [])
     if text in warnings or len(warnings) >= MAX_WARNINGS:
         return
@@ -506,7 +511,7 @@ def _fenced_update(
         return
     current = session.execute(select(Job.attempt, Job.status).where(Job.id == job_id)).first()
     if current is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     if current.attempt != attempt:
         detail = f"the current attempt is {current.attempt} ({current.status})"
     else:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from ganserve.store.errors import NotFoundError
+from ganserve.store.errors import RecordNotFoundError
 from ganserve.store.tables import Job, MetricPoint, utcnow
 
 
@@ -33,7 +33,7 @@ def append_metrics(
     every point of this call.
     """
     if session.scalar(select(Job.id).where(Job.id == job_id)) is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     now = now or utcnow()
     rows = [
         {
@@ -61,10 +61,10 @@ def history(
     """Each series of the job as (step, value) pairs sorted by step (then by insertion).
 
     `names` keeps only those series; `after_step` only points with a larger step (for
-    incremental updates). NotFoundError if the job does not exist.
+    incremental updates). RecordNotFoundError if the job does not exist.
     """
     if session.scalar(select(Job.id).where(Job.id == job_id)) is None:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found")
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     stmt = select(MetricPoint.name, MetricPoint.step, MetricPoint.value).where(
         MetricPoint.job_id == job_id
     )

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ganserve.store.errors import InvalidValueError, NotFoundError
+from ganserve.store.errors import InvalidValueError, RecordNotFoundError
 from ganserve.store.names import validate_alias, validate_model_name
 from ganserve.store.tables import JSONType, ModelAlias, ModelVersion, UTCDateTime, utcnow
 
@@ -190,7 +190,7 @@ def list_models(session: Session) -> list[ModelSummary]:
 
 
 def get_model(session: Session, name: str) -> ModelDetail:
-    """A model's live versions and aliases; NotFoundError if it has no live version."""
+    """A model's live versions and aliases; RecordNotFoundError if it has no live version."""
     versions = _live_versions(session, name)
     if not versions:
         raise _model_not_found(name)
@@ -208,7 +208,7 @@ def get_model(session: Session, name: str) -> ModelDetail:
 def get_version(
     session: Session, name: str, version: int, *, include_deleted: bool = False
 ) -> ModelVersion:
-    """One version of a model; NotFoundError naming the versions that exist."""
+    """One version of a model; RecordNotFoundError naming the versions that exist."""
     where = [ModelVersion.name == name, ModelVersion.version == version]
     if not include_deleted:
         where.append(ModelVersion.deleted_at.is_(None))
@@ -236,7 +236,7 @@ def resolve(session: Session, name: str, ref: str) -> ModelVersion:
             return by_number[alias.version]
     choices = ", ".join([LATEST, *(a.alias for a in _live_aliases(session, name))])
     numbers = ", ".join(str(v.version) for v in versions)
-    raise NotFoundError(
+    raise RecordNotFoundError(
         "model alias",
         f"{name}/{ref}",
         f"model {name!r} has no version or alias {ref!r}; versions: {numbers}; aliases: {choices}",
@@ -280,7 +280,7 @@ def set_alias(
 ) -> ModelVersion:
     """Point `alias` at a live version (creating or moving it); returns that version.
 
-    InvalidValueError for a malformed alias or `latest`; NotFoundError for a missing version.
+    InvalidValueError for a malformed alias or `latest`; RecordNotFoundError for a missing version.
     """
     validate_alias(alias)
     target = get_version(session, name, version)
@@ -309,7 +309,7 @@ def set_alias(
 
 
 def delete_alias(session: Session, name: str, alias: str) -> None:
-    """Remove a stored alias; NotFoundError naming the aliases that exist."""
+    """Remove a stored alias; RecordNotFoundError naming the aliases that exist."""
     validate_alias(alias)
     row = session.execute(
         delete(ModelAlias)
@@ -321,7 +321,7 @@ def delete_alias(session: Session, name: str, alias: str) -> None:
         if not _live_versions(session, name):
             raise _model_not_found(name)
         existing = ", ".join(a.alias for a in _live_aliases(session, name)) or "none"
-        raise NotFoundError(
+        raise RecordNotFoundError(
             "model alias",
             f"{name}/{alias}",
             f"model {name!r} has no alias {alias!r}; settable aliases: {existing}",
@@ -372,16 +372,16 @@ def _lock_model_name(session: Session, name: str) -> None:
     session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
-def _model_not_found(name: str) -> NotFoundError:
-    return NotFoundError("model", name, f"model {name!r} not found (it has no versions)")
+def _model_not_found(name: str) -> RecordNotFoundError:
+    return RecordNotFoundError("model", name, f"model {name!r} not found (it has no versions)")
 
 
-def _version_not_found(session: Session, name: str, version: int) -> NotFoundError:
+def _version_not_found(session: Session, name: str, version: int) -> RecordNotFoundError:
     versions = _live_versions(session, name)
     if not versions:
         return _model_not_found(name)
     numbers = ", ".join(str(v.version) for v in versions)
-    return NotFoundError(
+    return RecordNotFoundError(
         "model version",
         f"{name}/{version}",
         f"model {name!r} has no version {version}; versions: {numbers}",

@@ -26,7 +26,7 @@ from ganserve.worker.training import Outcome, run_training_job
 
 log = logging.getLogger(__name__)
 
-# The name the API sends (ganserve.service.queue.TRAIN_TASK); the two never import each other.
+# The name the API sends (ganserve.service.jobs.queue.TRAIN_TASK); the two never import each other.
 TRAIN_TASK = "ganserve.train"
 
 

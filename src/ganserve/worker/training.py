@@ -36,7 +36,6 @@ from typing import Any, Literal
 
 import redis
 import torch
-from sqlalchemy.orm import Session
 
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, export_generator
 from ganserve.gan.config import TrainConfig
@@ -46,8 +45,8 @@ from ganserve.gan.inception import InceptionExtractor, load_inception_extractor
 from ganserve.gan.sample import encode_png, make_grid
 from ganserve.gan.state import TrainState, resolve_device
 from ganserve.gan.train import Callbacks, Progress, train
-from ganserve.store import jobs, metrics, registry
-from ganserve.store.errors import NotFoundError, StaleAttemptError
+from ganserve.store import Session, jobs, metrics, registry
+from ganserve.store.errors import RecordNotFoundError, StaleAttemptError
 from ganserve.worker import telemetry
 from ganserve.worker.errors import JobLost
 from ganserve.worker.quality import Evaluation, QualityTracker, build_tracker
@@ -467,7 +466,7 @@ def _follow_best(session: Session, name: str, version: int, final: dict[str, flo
         return
     try:
         holder = registry.resolve(session, name, BEST_ALIAS)
-    except NotFoundError:
+    except RecordNotFoundError:
         holder = None
     held = (holder.metrics or {}).get("fd") if holder is not None else None
     if holder is None or held is None or fd < held:

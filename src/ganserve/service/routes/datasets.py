@@ -16,15 +16,15 @@ from ganserve.gan.data import (
     packed_dataset_path,
 )
 from ganserve.gan.errors import DatasetError
-from ganserve.service.deps import MutatingAuth, SettingsDep
-from ganserve.service.errors import ConflictError, NotFoundError
-from ganserve.service.schemas import DatasetList, DatasetOut
-from ganserve.service.uploads import (
+from ganserve.service.datasets.uploads import (
     MAX_UPLOAD_IMAGE_SIZE,
     MIN_UPLOAD_IMAGE_SIZE,
     UploadLimits,
     ingest_upload,
 )
+from ganserve.service.deps import MutatingAuth, SettingsDep
+from ganserve.service.errors import ConflictError, NotFoundError
+from ganserve.service.schemas import DatasetList, DatasetOut
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse
 
-from ganserve.service import jobs
 from ganserve.service.deps import (
     ArtifactsDep,
     ContextDep,
@@ -17,10 +16,11 @@ from ganserve.service.deps import (
     SessionDep,
     SettingsDep,
 )
-from ganserve.service.events import PING_S, job_event_stream, parse_last_event_id
-from ganserve.service.plots import render_history_png
+from ganserve.service.jobs import actions as jobs
+from ganserve.service.jobs.events import PING_S, job_event_stream, parse_last_event_id
+from ganserve.service.jobs.plots import render_history_png
+from ganserve.service.jobs.spec import TrainSpec
 from ganserve.service.schemas import JobHistory, JobOut, JobPage, JobStatus
-from ganserve.service.spec import TrainSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ganserve.service import registry, sampling
 from ganserve.service.context import AppContext
 from ganserve.service.deps import (
     ArtifactsDep,
@@ -22,7 +21,8 @@ from ganserve.service.deps import (
     SettingsDep,
     require_key_for_sampling,
 )
-from ganserve.service.model_schemas import (
+from ganserve.service.registry import versions as registry
+from ganserve.service.registry.schemas import (
     MAX_SEED,
     MIN_TRUNCATION,
     AliasIn,
@@ -32,6 +32,7 @@ from ganserve.service.model_schemas import (
     ModelOut,
     VersionOut,
 )
+from ganserve.service.sampling import answer as sampling
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

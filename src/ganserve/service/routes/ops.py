@@ -10,13 +10,11 @@ import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from ganserve.service.deps import ContextDep
 from ganserve.service.errors import UnavailableError
+from ganserve.service.operations.telemetry import render_metrics
 from ganserve.service.schemas import Health, Readiness
-from ganserve.service.telemetry import render_metrics
-from ganserve.store import Store
 
 router = APIRouter(tags=["operations"])
 
@@ -35,7 +33,7 @@ async def healthz() -> Health:
 )
 async def readyz(context: ContextDep) -> Readiness:
     database, broker = await asyncio.gather(
-        _check(anyio.to_thread.run_sync(_select_one, context.store, abandon_on_cancel=True)),
+        _check(anyio.to_thread.run_sync(context.store.ping, abandon_on_cancel=True)),
         _check(context.redis.ping()),
     )
     checks = {"database": database, "broker": broker}
@@ -54,11 +52,6 @@ async def readyz(context: ContextDep) -> Readiness:
 )
 async def metrics(context: ContextDep) -> Response:
     return Response(await render_metrics(context), media_type=CONTENT_TYPE_LATEST)
-
-
-def _select_one(store: Store) -> None:
-    with store.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 async def _check(probe: Awaitable[object]) -> str:

@@ -28,11 +28,11 @@ import anyio.to_thread
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from ganserve.service.events import announce_status
-from ganserve.service.queue import TrainingQueue
+from ganserve.service.jobs.events import announce_status
+from ganserve.service.jobs.queue import TrainingQueue
 from ganserve.store import Job, Store
 from ganserve.store import jobs as job_store
-from ganserve.store.errors import ConflictError
+from ganserve.store.errors import StateConflictError
 from ganserve.store.tables import utcnow
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class Reaper:
             with self.store.session() as session:
                 try:
                     failed = job_store.mark_failed(session, job.id, out_of_attempts_reason(job))
-                except ConflictError:
+                except StateConflictError:
                     return None
             log.warning("job %s: failed: %s", job.id, failed.error, extra=_extra(job))
             return ReaperAction("failed", failed)

@@ -12,12 +12,10 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, EXPORT_WEIGHTS
 from ganserve.gan.config import ModelSpec
 from ganserve.service.errors import NotFoundError
-from ganserve.service.model_schemas import (
+from ganserve.service.registry.schemas import (
     AliasOut,
     ModelList,
     ModelOut,
@@ -25,12 +23,11 @@ from ganserve.service.model_schemas import (
     NoiseOut,
     VersionOut,
 )
-from ganserve.store import ArtifactStore, ModelVersion, StoreError
-from ganserve.store import NotFoundError as StoreNotFoundError
+from ganserve.store import ArtifactStore, ModelVersion, RecordNotFoundError, Session, StoreError
 from ganserve.store import registry as store_registry
 
 if TYPE_CHECKING:
-    from ganserve.service.generator_cache import GeneratorCache
+    from ganserve.service.sampling.generator_cache import GeneratorCache
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +140,7 @@ def explain_not_found(session: Session, field: str | None = None) -> Iterator[No
     """Turn the store's NotFoundError into a 404 that names the models, versions or aliases."""
     try:
         yield
-    except StoreNotFoundError as exc:
+    except RecordNotFoundError as exc:
         if exc.kind == "model":
             names = [m.name for m in store_registry.list_models(session)]
             shown = ", ".join(names[:_NAMES_SHOWN]) + (" ..." if len(names) > _NAMES_SHOWN else "")
@@ -168,7 +165,7 @@ def _folder_still_used(session: Session, name: str, artifact_path: str) -> bool:
     """Whether another live version of the model was registered from the same folder."""
     try:
         versions = store_registry.get_model(session, name).versions
-    except StoreNotFoundError:  # that was its last version
+    except RecordNotFoundError:  # that was its last version
         return False
     return any(v.artifact_path == artifact_path for v in versions)
 

@@ -26,7 +26,7 @@ from sse_starlette import ServerSentEvent
 from ganserve.service.errors import InvalidInputError
 from ganserve.store import Job, Store
 from ganserve.store import jobs as job_store
-from ganserve.store.errors import NotFoundError
+from ganserve.store.errors import RecordNotFoundError
 from ganserve.store.events import (
     EVENT_TYPES,
     STREAM_MAXLEN,
@@ -100,7 +100,7 @@ def _load_job(store: Store, job_id: str) -> Job | None:
     with store.session() as session:
         try:
             return job_store.get_job(session, job_id)
-        except NotFoundError:
+        except RecordNotFoundError:
             return None
 
 

@@ -31,8 +31,8 @@ from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, load_generator
 from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import CheckpointError
 from ganserve.gan.models import Generator
-from ganserve.service import registry
-from ganserve.service.batching import Batchers
+from ganserve.service.registry import versions as registry
+from ganserve.service.sampling.batching import Batchers
 from ganserve.store import Store
 from ganserve.store import registry as store_registry
 from ganserve.store.tables import ModelAlias, ModelVersion

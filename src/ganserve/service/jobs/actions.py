@@ -15,10 +15,10 @@ from typing import cast
 
 import anyio.to_thread
 import redis.asyncio
-from sqlalchemy.orm import Session
 
-from ganserve.service.events import announce_status
-from ganserve.service.queue import TrainingQueue
+from ganserve.service.jobs.events import announce_status
+from ganserve.service.jobs.queue import TrainingQueue
+from ganserve.service.jobs.spec import TrainSpec, check_against_dataset
 from ganserve.service.schemas import (
     JobHistory,
     JobOut,
@@ -27,22 +27,21 @@ from ganserve.service.schemas import (
     JobStatus,
     ModelRef,
 )
-from ganserve.service.spec import TrainSpec, check_against_dataset
-from ganserve.store import ArtifactStore, Job, Store
+from ganserve.store import ArtifactStore, Job, Session, Store
 from ganserve.store import jobs as job_store
 from ganserve.store import metrics as metric_store
-from ganserve.store.errors import InvalidValueError, NotFoundError
+from ganserve.store.errors import InvalidValueError, RecordNotFoundError
 from ganserve.store.names import validate_job_id
 
 log = logging.getLogger(__name__)
 
 
 def get_job(session: Session, job_id: str) -> Job:
-    """The job with this id; NotFoundError (404) for an unknown or malformed id."""
+    """The job with this id; RecordNotFoundError (404) for an unknown or malformed id."""
     try:
         validate_job_id(job_id)
     except InvalidValueError:
-        raise NotFoundError("job", job_id, f"job {job_id!r} not found") from None
+        raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found") from None
     return job_store.get_job(session, job_id)
 
 
@@ -76,7 +75,7 @@ def list_jobs(session: Session, status: str | None, limit: int, offset: int) -> 
 
 
 def cancel_job(session: Session, job_id: str) -> Job:
-    """Cancel at once if queued; ask the worker to stop if running; ConflictError if finished."""
+    """Cancel at once if queued; ask the worker to stop if running; StateConflictError if done."""
     get_job(session, job_id)
     job = job_store.request_cancel(session, job_id)
     session.commit()
@@ -99,12 +98,12 @@ class Preview:
 
 
 def read_preview(session: Session, artifacts: ArtifactStore, job_id: str) -> Preview:
-    """The job's latest preview grid; NotFoundError if the job has none yet."""
+    """The job's latest preview grid; RecordNotFoundError if the job has none yet."""
     job = get_job(session, job_id)
     try:
         content = artifacts.preview_path(job.id).read_bytes()
     except FileNotFoundError:
-        raise NotFoundError(
+        raise RecordNotFoundError(
             "preview", job.id, f"no preview yet for job {job.id!r} (status {job.status})"
         ) from None
     return Preview(content, f'"{hashlib.sha256(content).hexdigest()[:32]}"')

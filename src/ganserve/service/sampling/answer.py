@@ -46,18 +46,18 @@ from ganserve.gan.sample import (
     make_noise,
     upscale,
 )
-from ganserve.service import passes
-from ganserve.service.batching import Batcher, BatchStats
 from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
-from ganserve.service.generator_cache import (
+from ganserve.service.operations.telemetry import IMAGES_GENERATED
+from ganserve.service.registry.schemas import MAX_SEED, BulkSamplesIn
+from ganserve.service.registry.versions import class_names
+from ganserve.service.sampling import passes
+from ganserve.service.sampling.batching import Batcher, BatchStats
+from ganserve.service.sampling.generator_cache import (
     CachedGenerator,
     GeneratorCache,
     Key,
     ResolvedVersion,
 )
-from ganserve.service.model_schemas import MAX_SEED, BulkSamplesIn
-from ganserve.service.registry import class_names
-from ganserve.service.telemetry import IMAGES_GENERATED
 from ganserve.settings import Settings
 
 BULK_CHUNK = 256  # images whose noise and pixels are made at once in a bulk request

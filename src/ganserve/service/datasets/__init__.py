@@ -1,0 +1,1 @@
+"""Datasets over HTTP: uploads of image zips, checked, decoded and packed."""

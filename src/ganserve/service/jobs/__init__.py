@@ -1,0 +1,1 @@
+"""Training jobs over HTTP: the spec, submit/cancel/history, the broker queue, SSE events, plots."""

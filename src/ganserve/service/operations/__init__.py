@@ -1,0 +1,1 @@
+"""Keeping the service healthy: the reaper of lost jobs and Prometheus telemetry."""

@@ -1,0 +1,1 @@
+"""The model registry over HTTP: versions, aliases and their response models."""
