@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ganserve.store.errors import InvalidValueError
+
 # Milliseconds a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -42,13 +44,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args.setdefault("check_same_thread", False)
         engine = create_engine(sa_url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
         return engine
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(sa_url, **kwargs)
+        engine = create_engine(sa_url, **kwargs)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
+        return engine
     raise ValueError(
         f"database URL: unsupported backend {backend!r}; use sqlite:///path or postgresql://..."
     )
+
+
+def _refuse_nul(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    """The last line before the driver: no text parameter may hold a NUL byte.
+
+    PostgreSQL cannot store one (psycopg raises DataError: a 500); SQLite would. Routes
+    validate each name first (names.py) so their errors name the field; this catches the rest.
+    """
+    rows = parameters if executemany else [parameters]
+    for row in rows:
+        values = row.values() if isinstance(row, dict) else row or ()
+        for value in values:
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidValueError("text", "must not contain a NUL character (\\u0000)")
 
 
 def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:

@@ -1,5 +1,9 @@
 """Metric history: one row per (job, step, series) for losses and quality metrics.
 
+Attempt-safe: a resumed attempt re-reports the steps after its checkpoint, which the lost
+attempt may have reported already; a point replaces any earlier one at the same (series,
+step), and reads keep the newest row of each should an older database hold duplicates.
+
 Values that are not finite (NaN, inf) are skipped: JSON cannot carry them and SQLite would
 store NULL. A diverging job is reported through its status and error instead.
 """
@@ -11,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from ganserve.store.errors import RecordNotFoundError
+from ganserve.store.names import validate_series
 from ganserve.store.tables import Job, MetricPoint, utcnow
 
 
@@ -48,6 +53,13 @@ def append_metrics(
         if math.isfinite(float(value))
     ]
     if rows:
+        session.execute(
+            delete(MetricPoint).where(
+                MetricPoint.job_id == job_id,
+                MetricPoint.step == int(step),
+                MetricPoint.name.in_([row["name"] for row in rows]),
+            )
+        )
         session.execute(insert(MetricPoint), rows)
     return len(rows)
 
@@ -63,6 +75,8 @@ def history(
     `names` keeps only those series; `after_step` only points with a larger step (for
     incremental updates). RecordNotFoundError if the job does not exist.
     """
+    if names is not None:
+        names = [validate_series(name) for name in names]
     if session.scalar(select(Job.id).where(Job.id == job_id)) is None:
         raise RecordNotFoundError("job", job_id, f"job {job_id!r} not found")
     stmt = select(MetricPoint.name, MetricPoint.step, MetricPoint.value).where(
@@ -72,7 +86,7 @@ def history(
         stmt = stmt.where(MetricPoint.name.in_(list(names)))
     if after_step is not None:
         stmt = stmt.where(MetricPoint.step > after_step)
-    series: dict[str, list[tuple[int, float]]] = {}
+    newest: dict[str, dict[int, float]] = {}  # series -> step -> value; later rows win
     for name, step, value in session.execute(stmt.order_by(MetricPoint.step, MetricPoint.id)).all():
-        series.setdefault(name, []).append((int(step), float(value)))
-    return series
+        newest.setdefault(name, {})[int(step)] = float(value)
+    return {name: list(points.items()) for name, points in newest.items()}

@@ -1,4 +1,11 @@
-"""Validation of the identifiers the store puts in SQL rows and file paths."""
+"""Validation of the identifiers the store puts in SQL rows and file paths.
+
+One rule set per kind of identifier (model name, job id, alias, version reference, series),
+used by every route that takes one in its path, query or body, and by the store itself. A
+NUL byte is refused before any SQL (`reject_nul`, and `db.py` checks every statement's
+parameters): PostgreSQL cannot store it and its driver would raise instead of answering.
+Values echoed in an error are cut to ECHO_CHARS characters.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,35 @@ from ganserve.store.errors import InvalidValueError
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+# A version reference: a version number (1 .. 2**31-1) or an alias (implicit ones included).
+VERSION_REF_PATTERN = r"^([1-9][0-9]{0,9}|[a-z][a-z0-9_-]{0,31})$"
+MAX_VERSION = 2**31 - 1
+# A history series: loss_d, fd, class_coverage, ... (what the worker and evaluators write).
+SERIES_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"
+ECHO_CHARS = 80  # characters of a refused value repeated in an error message
 # Aliases computed by the registry, never stored: `latest` = the newest live version.
 IMPLICIT_ALIASES = frozenset({"latest"})
 
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
+_VERSION_REF = re.compile(VERSION_REF_PATTERN)
+_SERIES = re.compile(SERIES_PATTERN)
+
+
+def echo(value: object) -> str:
+    """`repr(value)`, cut to ECHO_CHARS characters: what an error may repeat of the input."""
+    shown = repr(value)
+    if len(shown) <= ECHO_CHARS:
+        return shown
+    return f"{shown[: ECHO_CHARS - 1]}… ({len(str(value))} characters)"
+
+
+def reject_nul(value: str, field: str) -> str:
+    """Return `value` unless it holds a NUL byte (no text column can store one)."""
+    if "\x00" in value:
+        raise InvalidValueError(field, "must not contain a NUL character (\\u0000)")
+    return value
 
 
 def validate_model_name(name: str, field: str = "name") -> str:
@@ -22,7 +52,7 @@ def validate_model_name(name: str, field: str = "name") -> str:
     if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
         raise InvalidValueError(
             field,
-            f"invalid model name {name!r}: use 1-64 characters of lowercase letters, digits, "
+            f"invalid model name {echo(name)}: use 1-64 characters of lowercase letters, digits, "
             f"'.', '_' and '-', starting with a letter or digit ({MODEL_NAME_PATTERN})",
         )
     return name
@@ -31,7 +61,7 @@ def validate_model_name(name: str, field: str = "name") -> str:
 def validate_job_id(job_id: str, field: str = "job_id") -> str:
     """Return `job_id` if it is 32 lowercase hex digits (a uuid4 hex), else raise."""
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-        raise InvalidValueError(field, f"invalid job id {job_id!r}: expected 32 hex digits")
+        raise InvalidValueError(field, f"invalid job id {echo(job_id)}: expected 32 hex digits")
     return job_id
 
 
@@ -46,7 +76,30 @@ def validate_alias(alias: str, field: str = "alias") -> str:
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise InvalidValueError(
             field,
-            f"invalid alias {alias!r}: use 1-32 characters of lowercase letters, digits, '_' "
+            f"invalid alias {echo(alias)}: use 1-32 characters of lowercase letters, digits, '_' "
             f"and '-', starting with a letter ({ALIAS_PATTERN})",
         )
     return alias
+
+
+def validate_version_ref(ref: str, field: str = "version") -> str:
+    """Return `ref` if it is a version number or an alias name, else raise InvalidValueError."""
+    if isinstance(ref, str) and _VERSION_REF.fullmatch(ref):
+        if not ref.isdigit() or int(ref) <= MAX_VERSION:
+            return ref
+    raise InvalidValueError(
+        field,
+        f"invalid version {echo(ref)}: a version number (1 to {MAX_VERSION}) or an alias "
+        f"such as 'latest' ({VERSION_REF_PATTERN})",
+    )
+
+
+def validate_series(series: str, field: str = "series") -> str:
+    """Return `series` if it is a well-formed history series name, else raise."""
+    if not isinstance(series, str) or not _SERIES.fullmatch(series):
+        raise InvalidValueError(
+            field,
+            f"invalid series {echo(series)}: 1-64 characters of lowercase letters, digits, "
+            f"'_', '.', ':' and '-', starting with a letter ({SERIES_PATTERN})",
+        )
+    return series
