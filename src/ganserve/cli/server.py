@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -65,7 +66,10 @@ def _fastest(module: str, fallback: str) -> str:
 
 def worker_command(
     queue: Annotated[str | None, typer.Option(help="Queue to consume.")] = None,
-    name: Annotated[str | None, typer.Option(help="Worker name (default: host and PID).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Worker node name (default: ganserve-<pid>-<random>@<host>)."),
+    ] = None,
 ) -> None:
     """Run one training worker (one process: start one per GPU)."""
     settings = get_settings()
@@ -80,9 +84,19 @@ def worker_command(
         "--loglevel", settings.log_level, "--queues", queue or settings.training_queue,
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    if name:
-        argv += ["--hostname", name]
+    argv += ["--hostname", name or default_worker_name()]
     celery_app.worker_main(argv)
+
+
+def default_worker_name() -> str:
+    """A Celery node name of this process alone: `ganserve-<pid>-<6 hex digits>@%h`.
+
+    Celery's own default, `celery@<host>`, repeats wherever workers share a host name:
+    containers on the host network all carry the host's, and in containers every worker has
+    the same PID too (tini is 1). The random part keeps names (and the `<name>:<pid>` that
+    holds a job's lease) apart there. Celery replaces `%h` with the host name.
+    """
+    return f"ganserve-{os.getpid()}-{secrets.token_hex(3)}@%h"
 
 
 def migrate_command() -> None:
