@@ -6,6 +6,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,7 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ganserve.gan.errors import CheckpointError, ConfigError, DatasetError, GanError
 from ganserve.service.errors import ServiceError
+from ganserve.store.db import outage_of
 from ganserve.store.errors import (
+    DatabaseUnavailableError,
     InvalidValueError,
     RecordNotFoundError,
     StaleAttemptError,
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "urn:ganserve:problem:"
+RETRY_AFTER_S = 5  # what a 503 for an unreachable dependency tells clients to wait
+DETAIL_CHARS = 1000  # a detail (which may quote the input) is cut there
 
 
 def problem(
@@ -37,6 +44,8 @@ def problem(
     **extra: Any,
 ) -> JSONResponse:
     title = title or HTTPStatus(status).phrase
+    if len(detail) > DETAIL_CHARS:
+        detail = detail[: DETAIL_CHARS - 1] + "…"
     body: dict[str, Any] = {
         "type": TYPE_BASE + title.lower().replace(" ", "-"),
         "title": title,
@@ -68,6 +77,8 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 async def _service(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return problem(exc.status, exc.detail, title=exc.title, field=exc.field, headers=headers,
                    **exc.extra)  # fmt: skip
 
@@ -81,6 +92,7 @@ LOWER_LAYER_PROBLEMS: dict[type[Exception], tuple[int, str]] = {
     RecordNotFoundError: (404, "Not found"),
     StateConflictError: (409, "Conflict"),
     StaleAttemptError: (409, "Conflict"),
+    DatabaseUnavailableError: (503, "Service unavailable"),
     CheckpointError: (500, "Internal Server Error"),
 }
 
@@ -98,9 +110,36 @@ async def _lower_layer(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, CheckpointError):
         log.error("model artifact unusable: %s", exc)
         return problem(status, f"the model's files are unusable: {exc}")
+    if isinstance(exc, DatabaseUnavailableError):
+        return unavailable("database", str(exc))
     if status >= 500:
         log.exception("error from a lower layer", exc_info=exc)
     return problem(status, str(exc), title=title, field=field)
+
+
+def unavailable(dependency: str, detail: str) -> JSONResponse:
+    """503 naming the dependency that cannot be reached, with Retry-After."""
+    return problem(
+        503,
+        detail,
+        title="Service unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        dependency=dependency,
+    )
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    # The driver's message names hosts, ports and paths: it goes to the log only.
+    outage = outage_of(exc)
+    if outage is None:
+        return await _unhandled(request, exc)
+    log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+    return unavailable("database", str(outage))
+
+
+async def _broker(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("broker unreachable on %s %s: %s", request.method, request.url.path, exc)
+    return unavailable("broker", "the message broker is unreachable; retry shortly")
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -121,5 +160,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service)
     app.add_exception_handler(GanError, _lower_layer)
     app.add_exception_handler(StoreError, _lower_layer)
+    app.add_exception_handler(sqlalchemy.exc.SQLAlchemyError, _database)
+    for broker_error in (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        kombu.exceptions.OperationalError,
+    ):
+        app.add_exception_handler(broker_error, _broker)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _unhandled)

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from ganserve.store.errors import InvalidValueError
+from ganserve.store.errors import DatabaseUnavailableError, InvalidValueError
 
 # Milliseconds a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -54,6 +54,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     raise ValueError(
         f"database URL: unsupported backend {backend!r}; use sqlite:///path or postgresql://..."
     )
+
+
+def outage_of(error: BaseException) -> DatabaseUnavailableError | None:
+    """The outage `error` means, or None when it is something else (a bug, bad data).
+
+    Connection refused or lost, a pool exhausted, SQLite unable to open its file or locked
+    past the busy timeout: all retryable once the database is back. The driver's text (hosts,
+    ports, paths) stays in the log, never in the returned error.
+    """
+    if isinstance(error, DatabaseUnavailableError):
+        return error
+    if isinstance(error, exc.TimeoutError):  # the connection pool: none free in time
+        return DatabaseUnavailableError("no database connection is free; retry shortly")
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError)) or (
+        isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    ):
+        return DatabaseUnavailableError()
+    return None
 
 
 def _refuse_nul(

@@ -36,3 +36,10 @@ class StaleAttemptError(StoreError):
         super().__init__(f"job {job_id!r} attempt {attempt} is stale: {detail}")
         self.job_id = job_id
         self.attempt = attempt
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached (down, refusing connections, out of connections)."""
+
+    def __init__(self, detail: str = "the database is unreachable; retry shortly") -> None:
+        super().__init__(detail)

@@ -8,6 +8,7 @@ values — and the generator cache's counters are read at scrape time.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -25,7 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ganserve.service.context import AppContext
 from ganserve.store import Store, stats
+from ganserve.store.db import outage_of
 from ganserve.store.stats import RunningJob
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
     "ganserve_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
@@ -73,11 +77,19 @@ class MetricsMiddleware:
 class _Snapshot:
     jobs_by_status: dict[str, int]
     running: list[RunningJob]
+    database_up: bool = True
 
 
 def _read_database(store: Store) -> _Snapshot:
-    with store.session() as session:
-        return _Snapshot(stats.jobs_by_status(session), stats.running_jobs(session))
+    """The job counts; during a database outage none (and database_up 0): a scrape still works."""
+    try:
+        with store.session() as session:
+            return _Snapshot(stats.jobs_by_status(session), stats.running_jobs(session))
+    except Exception as error:
+        if outage_of(error) is None:
+            raise
+        log.warning("metrics scrape without job counts: %s", error)
+        return _Snapshot({}, [], database_up=False)
 
 
 class _ScrapeCollector(Collector):
@@ -85,6 +97,10 @@ class _ScrapeCollector(Collector):
         self.context, self.snapshot, self.queue_length = context, snapshot, queue_length
 
     def collect(self) -> list[Metric]:
+        database = GaugeMetricFamily(
+            "ganserve_database_up", "1 when the last scrape read the database, else 0."
+        )
+        database.add_metric([], 1 if self.snapshot.database_up else 0)
         jobs = GaugeMetricFamily("ganserve_jobs", "Jobs by status.", labels=["status"])
         for status, count in sorted(self.snapshot.jobs_by_status.items()):
             jobs.add_metric([status], count)
@@ -128,7 +144,7 @@ class _ScrapeCollector(Collector):
             "ganserve_sample_batched_requests", "samples.png requests served in those batches."
         )
         batched.add_metric([], coalescing.items)
-        return [jobs, queue, rate, metric, hits, loads, evictions, batches, batched]
+        return [database, jobs, queue, rate, metric, hits, loads, evictions, batches, batched]
 
 
 async def render_metrics(context: AppContext) -> bytes:
