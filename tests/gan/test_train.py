@@ -7,13 +7,14 @@ import torch
 
 from ganserve.gan import losses
 from ganserve.gan.checkpoint import list_checkpoints, load_checkpoint
+from ganserve.gan.compat import model_spec_for
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import ImageDataset
 from ganserve.gan.errors import ConfigError, DivergenceError, QualityAlarm
 from ganserve.gan.losses import GanLoss
 from ganserve.gan.sample import generate, make_noise
 from ganserve.gan.state import TrainState, build_state
-from ganserve.gan.train import Callbacks, Progress, model_spec_for, train
+from ganserve.gan.train import Callbacks, Progress, train
 
 TINY = TrainConfig(steps=20, batch_size=32, device="cpu", checkpoint_every=10, sample_every=10)
 

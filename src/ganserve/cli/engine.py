@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ganserve.cli.images import READABLE_PX, picture_size, readable_scale
 from ganserve.gan import checkpoint as ckpt
-from ganserve.gan.config import TrainConfig
+from ganserve.gan.config import CONFIG_FIELDS, ConfigField, TrainConfig
 from ganserve.gan.data import load_dataset
 from ganserve.gan.errors import GanError
 from ganserve.gan.sample import encode_png, make_grid, sample_png
@@ -25,42 +27,45 @@ DataDirOption = Annotated[
 ]
 
 
-def train_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
-    dataset: Annotated[
-        str, typer.Option(help="digits, mnist, fashion-mnist, cifar10, or an upload.")
-    ] = "digits",
-    steps: Annotated[int, typer.Option(help="Generator updates.")] = 2000,
-    architecture: Annotated[str, typer.Option(help="mlp or dcgan.")] = "mlp",
-    loss: Annotated[str, typer.Option(help="bce, wgan-gp or hinge.")] = "bce",
-    conditional: Annotated[bool, typer.Option(help="Class-conditional GAN.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 128,
-    noise_dim: Annotated[int, typer.Option(help="Length of z.")] = 100,
-    noise: Annotated[str, typer.Option(help="normal or uniform.")] = "normal",
-    lr_g: Annotated[float, typer.Option(help="Adam learning rate of G.")] = 2e-4,
-    lr_d: Annotated[float, typer.Option(help="Adam learning rate of D.")] = 2e-4,
-    beta1: Annotated[float, typer.Option(help="Adam beta1.")] = 0.5,
-    beta2: Annotated[float, typer.Option(help="Adam beta2.")] = 0.999,
-    n_critic: Annotated[int, typer.Option(help="D steps per G step.")] = 1,
-    ema: Annotated[float, typer.Option(help="EMA decay of the served G.")] = 0.999,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
-    sample_every: Annotated[int, typer.Option(help="Steps between preview grids.")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32 or bf16 (CUDA).")] = "fp32",
-    compile: Annotated[bool, typer.Option(help="torch.compile G and D (slow start).")] = False,
-    data_dir: DataDirOption = Path("ganserve-data"),
-) -> None:
+def _option_help(declared: ConfigField) -> str:
+    """The declared help, with the valid range where the help does not say it."""
+    if declared.low is None or declared.high is None or declared.type is bool:
+        return declared.help
+    low = f"{declared.low:g}" if declared.type is float else str(int(declared.low))
+    high = f"{declared.high:g}" if declared.type is float else str(int(declared.high))
+    bracket = "(" if declared.low_open else "["
+    return f"{declared.help} Range: {bracket}{low}, {high}]."
+
+
+def _config_options() -> list[inspect.Parameter]:
+    """One `--option` per declared TrainConfig field (gan/config.py), in declaration order."""
+    parameters = []
+    for declared in CONFIG_FIELDS:
+        kind: Any = declared.type | None if declared.optional else declared.type
+        metavar = f"[{'|'.join(declared.choices)}]" if declared.choices else None
+        flag = declared.name.replace("_", "-")
+        option = typer.Option(
+            f"--{flag}/--no-{flag}" if declared.type is bool else f"--{flag}",
+            help=_option_help(declared),
+            metavar=metavar,
+            rich_help_panel="Training config",
+        )
+        parameters.append(
+            inspect.Parameter(
+                declared.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=declared.default,
+                annotation=Annotated[kind, option],
+            )
+        )
+    return parameters
+
+
+def train_command(out: Path, data_dir: Path = Path("ganserve-data"), **options: Any) -> None:
     """Train a GAN and export its EMA generator into OUT (generator.safetensors + .json)."""
     try:
-        config = TrainConfig(
-            dataset=dataset, architecture=architecture, loss=loss, conditional=conditional,
-            noise_dim=noise_dim, noise_distribution=noise, steps=steps, batch_size=batch_size,
-            lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, n_critic=n_critic, ema=ema,
-            checkpoint_every=checkpoint_every, sample_every=sample_every, seed=seed,
-            device=device, precision=precision, compile=compile,
-        )  # fmt: skip
-        data = load_dataset(dataset, data_dir)
+        config = TrainConfig(**options)
+        data = load_dataset(config.dataset, data_dir)
     except GanError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -74,7 +79,7 @@ def train_command(
         TimeRemainingColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task("train", total=steps, info="")
+        task = bar.add_task("train", total=config.steps, info="")
 
         def on_progress(p: TrainProgress) -> None:
             info = f"D {p.losses['d']:.3f}  G {p.losses['g']:.3f}  {p.steps_per_sec:.1f} it/s"
@@ -89,8 +94,29 @@ def train_command(
         except GanError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc
-    ckpt.export_generator(result.state, out, dataset)
+    ckpt.export_generator(result.state, out, config.dataset)
     console.print(f"step {result.state.step}: checkpoint {result.checkpoint}, generator in {out}")
+
+
+# typer reads the options from the signature: --out and --data-dir, then every config field.
+_TRAIN_PARAMETERS = [
+    inspect.Parameter(
+        "out",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[
+            Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")
+        ],
+    ),
+    *_config_options(),
+    inspect.Parameter(
+        "data_dir",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Path("ganserve-data"),
+        annotation=DataDirOption,
+    ),
+]
+train_command.__signature__ = inspect.Signature(_TRAIN_PARAMETERS)  # type: ignore[attr-defined]
+train_command.__annotations__ = {p.name: p.annotation for p in _TRAIN_PARAMETERS}
 
 
 def sample_command(
@@ -101,7 +127,12 @@ def sample_command(
     nrow: Annotated[int | None, typer.Option(help="Images per grid row.")] = None,
     label: Annotated[int | None, typer.Option(help="Class (conditional models).")] = None,
     truncation: Annotated[float | None, typer.Option(help="Resample |z| above this.")] = None,
-    scale: Annotated[int, typer.Option(help="Integer nearest-neighbour upscaling.")] = 1,
+    scale: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Integer nearest-neighbour upscaling (default: {READABLE_PX} px long side)."
+        ),
+    ] = None,
 ) -> None:
     """Write a PNG sampled from an exported generator."""
     if n < 1:
@@ -109,6 +140,9 @@ def sample_command(
         raise typer.Exit(2)
     try:
         loaded = ckpt.load_generator(run)
+        if scale is None:
+            _, height, width = loaded.generator.spec.image_shape
+            scale = readable_scale(picture_size(height, width, n, nrow))
         labels = [label] * n if label is not None else None
         png = sample_png(
             loaded.generator, [seed + i for i in range(n)], labels=labels,

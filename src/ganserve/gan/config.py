@@ -1,15 +1,41 @@
-"""The frozen training configuration and the model description that rebuilds a network.
+"""The training configuration, declared once, and the model description that rebuilds a network.
 
-Both are plain dataclasses so that a checkpoint (or the JSON next to an exported generator)
-can rebuild everything from its own contents: `TrainConfig.from_dict(ckpt["config"])`.
+`TrainConfig` is the one declaration of every training field. Each field is a line
+`name: type = setting(default, help, label=..., bounds or choices, ...)`, and everything
+else is read from it (`CONFIG_FIELDS`):
+
+- the checks of `TrainConfig` itself (bounds, choices, types; messages name the field);
+- `RESUMABLE_CHANGES`: the fields a resumed run may change (`resumable=True`);
+- the HTTP body of `POST /v1/jobs` with its OpenAPI schema (`service/jobs/spec.py` builds
+  the pydantic model from `CONFIG_FIELDS`; `api="noise.dim"` nests a field in the HTTP
+  shape, `api="betas.0"` makes it an item of a list), and through that schema the web
+  page's Train form;
+- the options of `ganserve train` (`cli/engine.py`) and the field table in the README
+  (`tests/test_config_surfaces.py` checks each surface).
+
+To add a field, add one line to `TrainConfig` below (it needs a default, so old
+checkpoints' configs, which lack it, still load), then use it where it matters (models,
+loss, loop). The help says the meaning and the unit. A field of one architecture or loss
+says so in its help ("cyclegan only: ...") and, if other values must be refused together
+with it, gets a line in `TrainConfig._check_combinations`. A field that names a second
+dataset (e.g. CycleGAN's `dataset_b`) is a `str | None` field with `check=_dataset_name`;
+the dataset-dependent rules live in `gan/compat.py`. A field with its own kind of value
+(like `device`) passes `check=`; nested or list-shaped HTTP names pass `api=` (and a
+new nesting gets its description in `API_GROUPS`).
+
+`ModelSpec` is what rebuilds G and D without the training config: stored with every
+export. Both are plain dataclasses so that a checkpoint (or the JSON next to an exported
+generator) can rebuild everything from its own contents: `TrainConfig.from_dict(ckpt["config"])`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ganserve.gan.errors import ConfigError
 
@@ -58,15 +84,15 @@ def _float_range(
         raise ConfigError(field_name, f"must be in {bracket}{low}, {high}], got {value}")
 
 
-def _validate_device(value: object) -> None:
+def _validate_device(field_name: str, value: object) -> None:
     if not isinstance(value, str):
-        raise ConfigError("device", f"must be a string, got {value!r}")
+        raise ConfigError(field_name, f"must be a string, got {value!r}")
     if value in ("auto", "cpu", "cuda"):
         return
     if value.startswith("cuda:") and value[5:].isdigit():
         return
     raise ConfigError(
-        "device", f"invalid value {value!r}; valid choices are: auto, cpu, cuda, cuda:N"
+        field_name, f"invalid value {value!r}; valid choices are: auto, cpu, cuda, cuda:N"
     )
 
 
@@ -80,71 +106,233 @@ def _from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
     return cls(**data)
 
 
+def _non_empty(field_name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(field_name, "must be a non-empty string")
+
+
+def _dataset_name(field_name: str, value: object) -> None:
+    _non_empty(field_name, value)
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One declared training field: what `setting()` records plus the dataclass's name/type."""
+
+    help: str  # meaning and unit: the API description, the CLI help, the docs
+    label: str  # a short name for forms ("Batch size")
+    low: float | None = None  # bounds of numbers (inclusive unless low_open)
+    high: float | None = None
+    low_open: bool = False  # the low bound itself is invalid: (low, high]
+    choices: tuple[str, ...] = ()  # the valid strings (an enum in the API)
+    resumable: bool = False  # a resumed run may change it (schedules, device, alarms)
+    api: str | None = None  # its HTTP name where it differs: "noise.dim", "betas.0"
+    basic: bool = False  # among the first fields a person sets (the web form's top part)
+    check: Callable[[str, Any], None] | None = None  # a check of its own, instead of the type's
+    # Filled in from the dataclass by `_declared()`:
+    name: str = ""
+    type: type = object  # int, float, bool or str
+    optional: bool = False  # None is valid too (`str | None`)
+    default: Any = None
+
+    @property
+    def api_name(self) -> str:
+        return self.api or self.name
+
+    def validate(self, value: object) -> None:
+        """ConfigError naming this field if `value` is not valid for it."""
+        if value is None and self.optional:
+            return
+        if self.check is not None:
+            self.check(self.name, value)
+        elif self.type is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(self.name, f"must be true or false, got {value!r}")
+        elif self.type is int:
+            assert self.low is not None and self.high is not None, self.name
+            _int_range(self.name, value, int(self.low), int(self.high))
+        elif self.type is float:
+            assert self.low is not None and self.high is not None, self.name
+            _float_range(self.name, value, self.low, self.high, low_open=self.low_open)
+        elif self.choices:
+            _choice(self.name, value, self.choices)
+        else:
+            _non_empty(self.name, value)
+
+
+T = TypeVar("T")
+
+
+def setting(
+    default: T,
+    help: str,
+    *,
+    label: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    choices: tuple[str, ...] = (),
+    resumable: bool = False,
+    api: str | None = None,
+    basic: bool = False,
+    check: Callable[[str, Any], None] | None = None,
+) -> T:
+    """A TrainConfig field with its default and everything the other surfaces need."""
+    declared = ConfigField(
+        help, label, low, high, low_open, choices, resumable, api, basic, check
+    )  # fmt: skip
+    result: T = field(default=default, metadata={"ganserve": declared})
+    return result
+
+
+# The nested objects of the HTTP shape: their descriptions (fields declare `api="noise.dim"`).
+API_GROUPS = {
+    "noise": "The latent noise z fed to the generator.",
+    "betas": "Adam (beta1, beta2) of both optimizers.",
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run. Defaults: the reference MLP GAN on digits."""
+    """Everything that defines a training run. Defaults: the reference MLP GAN on digits.
 
-    dataset: str = "digits"  # a built-in name (digits, mnist, fashion-mnist, cifar10) or upload id
-    architecture: str = "mlp"  # one of ARCHITECTURES
-    loss: str = "bce"  # one of LOSS_NAMES
-    conditional: bool = False  # cGAN: class labels enter G (concatenated) and D (projection)
-    noise_dim: int = 100  # length of z
-    noise_distribution: str = "normal"  # N(0, 1) or U(-1, 1)
-    steps: int = 2000  # generator updates
-    batch_size: int = 128  # real images per discriminator step
-    lr_g: float = 2e-4  # Adam learning rate of G
-    lr_d: float = 2e-4  # Adam learning rate of D
-    beta1: float = 0.5  # Adam beta1 (Keras' reference: 0.9)
-    beta2: float = 0.999  # Adam beta2
-    n_critic: int = 1  # discriminator steps per generator step (5 is usual for wgan-gp)
-    gp_lambda: float = 10.0  # gradient-penalty weight for wgan-gp
-    ema: float = 0.999  # decay of the served EMA generator per step; 0 serves G as is
-    checkpoint_every: int = 500  # steps between checkpoints (the last step always writes one)
-    keep_checkpoints: int = 3  # newest checkpoints kept on disk
-    sample_every: int = 500  # steps between fixed-noise preview grids
-    seed: int = 0  # seeds weights, data order and noise
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
-    dcgan_width: int = 64  # channels of dcgan's widest-resolution layer; doubles per downsample
-    compile: bool = False  # torch.compile G and D (slow to start; pays off on long CUDA runs)
-    eval_every: int = 500  # steps between quality evaluations (0 = never; the end always is)
-    eval_samples: int = 1000  # generated images per evaluation
-    on_alarm: str = "warn"  # warn | stop (fail the job) | rollback (finish with the best model)
-    alarm_coverage: float = 0.8  # mode-collapse alarm below this fraction of classes covered
-    alarm_fd_patience: int = 3  # divergence alarm after this many Fréchet-distance rises in a row
+    The checkpoint format: a checkpoint stores `to_dict()`, and `from_dict` fills fields an
+    older checkpoint lacks with their defaults.
+    """
+
+    dataset: str = setting(
+        "digits",
+        "A built-in dataset (digits, mnist, fashion-mnist, cifar10) or the name of an uploaded "
+        "one; GET /v1/datasets lists them.",
+        label="Dataset", check=_dataset_name, basic=True,
+    )  # fmt: skip
+    architecture: str = setting(
+        "mlp",
+        "mlp = the reference MLP GAN; dcgan = convolutional (8-64 px images).",
+        label="Architecture", choices=ARCHITECTURES, basic=True,
+    )  # fmt: skip
+    loss: str = setting(
+        "bce",
+        "bce = BCE for D, non-saturating -log D(G(z)) for G; wgan-gp; hinge.",
+        label="Loss", choices=LOSS_NAMES, basic=True,
+    )  # fmt: skip
+    conditional: bool = setting(
+        False,
+        "Class-conditional GAN: labels enter G (concatenated) and D (projection); needs a "
+        "labelled dataset.",
+        label="Conditional (class labels)", basic=True,
+    )  # fmt: skip
+    noise_dim: int = setting(
+        100, "Length of the latent vector z (values per image).",
+        label="Noise dimension", low=1, high=MAX_NOISE_DIM, api="noise.dim",
+    )  # fmt: skip
+    noise_distribution: str = setting(
+        "normal", "normal = N(0, 1); uniform = U(-1, 1).",
+        label="Noise distribution", choices=NOISE_DISTRIBUTIONS, api="noise.distribution",
+    )  # fmt: skip
+    steps: int = setting(
+        2000, "Generator updates (training steps).",
+        label="Steps", low=1, high=MAX_STEPS, resumable=True, basic=True,
+    )  # fmt: skip
+    batch_size: int = setting(
+        128, "Real images per discriminator step; at most the dataset's size.",
+        label="Batch size", low=2, high=MAX_BATCH_SIZE, basic=True,
+    )  # fmt: skip
+    lr_g: float = setting(
+        2e-4, "Adam learning rate of the generator.",
+        label="Generator learning rate", low=0.0, high=1.0, low_open=True,
+    )  # fmt: skip
+    lr_d: float = setting(
+        2e-4, "Adam learning rate of the discriminator.",
+        label="Discriminator learning rate", low=0.0, high=1.0, low_open=True,
+    )  # fmt: skip
+    beta1: float = setting(
+        0.5, "Adam beta1 of both optimizers (Keras' reference: 0.9).",
+        label="Adam β1", low=0.0, high=0.9999, api="betas.0",
+    )  # fmt: skip
+    beta2: float = setting(
+        0.999, "Adam beta2 of both optimizers.",
+        label="Adam β2", low=0.0, high=0.9999, api="betas.1",
+    )  # fmt: skip
+    n_critic: int = setting(
+        1, "Discriminator steps per generator step (5 is usual for wgan-gp).",
+        label="Critic steps per generator step", low=1, high=MAX_N_CRITIC,
+    )  # fmt: skip
+    gp_lambda: float = setting(
+        10.0, "Gradient-penalty weight (wgan-gp only).",
+        label="Gradient penalty weight", low=0.0, high=1000.0,
+    )  # fmt: skip
+    ema: float = setting(
+        0.999, "Per-step decay of the EMA generator that gets served; 0 serves G as is.",
+        label="EMA decay", low=0.0, high=0.99999,
+    )  # fmt: skip
+    checkpoint_every: int = setting(
+        500, "Steps between checkpoints (the last step always writes one).",
+        label="Checkpoint every (steps)", low=1, high=MAX_STEPS, resumable=True,
+    )  # fmt: skip
+    keep_checkpoints: int = setting(
+        3, "Newest checkpoints kept on disk.",
+        label="Checkpoints kept", low=1, high=MAX_KEEP_CHECKPOINTS, resumable=True,
+    )  # fmt: skip
+    sample_every: int = setting(
+        500, "Steps between fixed-noise preview grids (GET /v1/jobs/{id}/preview.png).",
+        label="Preview every (steps)", low=1, high=MAX_STEPS, resumable=True,
+    )  # fmt: skip
+    seed: int = setting(
+        0, "Seeds the weights, the data order and the noise.",
+        label="Seed", low=0, high=2**63 - 1,
+    )  # fmt: skip
+    device: str = setting(
+        "auto", "auto | cpu | cuda | cuda:N (auto: the worker's configured device, else CUDA when "
+        "present, else the CPU).",
+        label="Device", check=_validate_device, resumable=True,
+    )  # fmt: skip
+    precision: str = setting(
+        "fp32", "fp32, or bf16 autocast (CUDA only).",
+        label="Precision", choices=PRECISIONS,
+    )  # fmt: skip
+    dcgan_width: int = setting(
+        64, "Channels of dcgan's widest-resolution layer (doubles per downsample).",
+        label="DCGAN width", low=4, high=512,
+    )  # fmt: skip
+    compile: bool = setting(
+        False, "torch.compile G and D (slow to start; pays off on long CUDA runs).",
+        label="torch.compile", resumable=True,
+    )  # fmt: skip
+    eval_every: int = setting(
+        500,
+        "Steps between quality evaluations (Fréchet distance, KID, class coverage); 0 = only "
+        "at the end.",
+        label="Evaluate every (steps)", low=0, high=MAX_STEPS, resumable=True,
+    )  # fmt: skip
+    eval_samples: int = setting(
+        1000, "Generated images per quality evaluation.",
+        label="Evaluation samples", low=2, high=MAX_EVAL_SAMPLES, resumable=True,
+    )  # fmt: skip
+    on_alarm: str = setting(
+        "warn",
+        "On a mode-collapse or divergence alarm: warn (a job warning and event), stop (fail "
+        "the job), rollback (stop and register the best evaluated model).",
+        label="On a quality alarm", choices=ALARM_ACTIONS, resumable=True,
+    )  # fmt: skip
+    alarm_coverage: float = setting(
+        0.8,
+        "Mode-collapse alarm when fewer than this fraction of classes get a fair share (half "
+        "of 1/classes) of the samples.",
+        label="Mode-collapse alarm: class coverage", low=0.0, high=1.0, resumable=True,
+    )  # fmt: skip
+    alarm_fd_patience: int = setting(
+        3, "Divergence alarm when the Fréchet distance rises this many evaluations in a row.",
+        label="Divergence alarm: FD rises in a row", low=1, high=100, resumable=True,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ConfigError("dataset", "must be a non-empty string")
-        _choice("architecture", self.architecture, ARCHITECTURES)
-        _choice("loss", self.loss, LOSS_NAMES)
-        if not isinstance(self.conditional, bool):
-            raise ConfigError("conditional", f"must be true or false, got {self.conditional!r}")
-        _int_range("noise_dim", self.noise_dim, 1, MAX_NOISE_DIM)
-        _choice("noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
-        _int_range("steps", self.steps, 1, MAX_STEPS)
-        _int_range("batch_size", self.batch_size, 2, MAX_BATCH_SIZE)
-        _float_range("lr_g", self.lr_g, 0.0, 1.0, low_open=True)
-        _float_range("lr_d", self.lr_d, 0.0, 1.0, low_open=True)
-        _float_range("beta1", self.beta1, 0.0, 0.9999)
-        _float_range("beta2", self.beta2, 0.0, 0.9999)
-        _int_range("n_critic", self.n_critic, 1, MAX_N_CRITIC)
-        _float_range("gp_lambda", self.gp_lambda, 0.0, 1000.0)
-        _float_range("ema", self.ema, 0.0, 0.99999)
-        _int_range("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
-        _int_range("keep_checkpoints", self.keep_checkpoints, 1, MAX_KEEP_CHECKPOINTS)
-        _int_range("sample_every", self.sample_every, 1, MAX_STEPS)
-        _int_range("seed", self.seed, 0, 2**63 - 1)
-        _validate_device(self.device)
-        _choice("precision", self.precision, PRECISIONS)
-        _int_range("dcgan_width", self.dcgan_width, 4, 512)
-        if not isinstance(self.compile, bool):
-            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
-        _int_range("eval_every", self.eval_every, 0, MAX_STEPS)
-        _int_range("eval_samples", self.eval_samples, 2, MAX_EVAL_SAMPLES)
-        _choice("on_alarm", self.on_alarm, ALARM_ACTIONS)
-        _float_range("alarm_coverage", self.alarm_coverage, 0.0, 1.0)
-        _int_range("alarm_fd_patience", self.alarm_fd_patience, 1, 100)
+        for declared in CONFIG_FIELDS:
+            declared.validate(getattr(self, declared.name))
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        """Rules over several fields (none yet: dataset-dependent ones are in gan/compat.py)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,6 +344,33 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _declared(cls: type[Any]) -> tuple[ConfigField, ...]:
+    """The dataclass's fields with their declarations, name, type and default filled in."""
+    hints = typing.get_type_hints(cls)
+    result = []
+    for item in dataclasses.fields(cls):
+        hint = hints[item.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) == 1 and type(None) in typing.get_args(hint)
+        kind = args[0] if optional else hint
+        assert kind in (int, float, bool, str), f"{item.name}: unsupported type {hint}"
+        result.append(
+            dataclasses.replace(
+                item.metadata["ganserve"],
+                name=item.name,
+                type=kind,
+                optional=optional,
+                default=item.default,
+            )
+        )
+    return tuple(result)
+
+
+CONFIG_FIELDS = _declared(TrainConfig)
+# Fields that may differ between a checkpoint and the config resuming from it.
+RESUMABLE_CHANGES = frozenset(f.name for f in CONFIG_FIELDS if f.resumable)
 
 
 @dataclass(frozen=True)

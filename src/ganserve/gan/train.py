@@ -22,10 +22,12 @@ from pathlib import Path
 import torch
 
 from ganserve.gan.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
-from ganserve.gan.config import ModelSpec, TrainConfig
+from ganserve.gan.compat import DatasetInfo, check_compatible
+from ganserve.gan.config import RESUMABLE_CHANGES, ModelSpec, TrainConfig
 from ganserve.gan.data import ImageDataset
-from ganserve.gan.errors import CheckpointError, ConfigError, DivergenceError
-from ganserve.gan.losses import LOSSES, gradient_penalty
+from ganserve.gan.errors import CheckpointError, DivergenceError
+from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty
+from ganserve.gan.sample import _draw as draw_noise
 from ganserve.gan.sample import generate, make_noise
 from ganserve.gan.state import (
     DATA_STREAM,
@@ -39,13 +41,6 @@ from ganserve.gan.state import (
 log = logging.getLogger(__name__)
 
 PREVIEW_IMAGES = 64
-# Fields that may differ between a checkpoint and the config resuming from it.
-RESUMABLE_CHANGES = frozenset(
-    {
-        "steps", "checkpoint_every", "keep_checkpoints", "sample_every", "device", "compile",
-        "eval_every", "eval_samples", "on_alarm", "alarm_coverage", "alarm_fd_patience",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,30 +72,6 @@ class Callbacks:
     # in steps/s.
     evaluate: Callable[[TrainState], None] | None = None
     progress_every: int = 10  # steps between progress reports (each one syncs the device)
-
-
-def model_spec_for(config: TrainConfig, dataset: ImageDataset) -> ModelSpec:
-    return ModelSpec(
-        architecture=config.architecture,
-        channels=dataset.channels,
-        image_size=dataset.image_size,
-        noise_dim=config.noise_dim,
-        noise_distribution=config.noise_distribution,
-        num_classes=dataset.num_classes if config.conditional else 0,
-        dcgan_width=config.dcgan_width,
-        class_names=tuple(dataset.class_names) if config.conditional else (),
-    )
-
-
-def _check_compatible(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> None:
-    if config.batch_size > len(dataset):
-        raise ConfigError(
-            "batch_size", f"{config.batch_size} exceeds the dataset's {len(dataset)} images"
-        )
-    if config.conditional and dataset.num_classes < 2:
-        raise ConfigError("conditional", f"dataset {dataset.name!r} has no class labels")
-    if config.precision == "bf16" and device.type != "cuda":
-        raise ConfigError("precision", "bf16 autocast needs a CUDA device; use fp32 on the CPU")
 
 
 def _resume_or_build(
@@ -191,6 +162,141 @@ def _autocast(state: TrainState) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
+@dataclass(frozen=True)
+class _Nets:
+    """What the D and G steps work with: the networks as called, the loss, the noise stream."""
+
+    g: torch.nn.Module
+    d: torch.nn.Module
+    loss: GanLoss
+    noise_rng: torch.Generator  # CPU stream: z and the WGAN-GP epsilons
+    config: TrainConfig
+    device: torch.device
+
+
+@dataclass
+class _DStep:
+    """One discriminator update: its loss and scores, and the fake batch G's update reuses."""
+
+    loss: torch.Tensor
+    d_real: torch.Tensor  # (B, 1) raw D(x)
+    d_fake: torch.Tensor  # (B, 1) raw D(G(z))
+    fake: torch.Tensor  # (B, C, H, W) G(z), with its graph when G's update follows
+    labels: torch.Tensor | None  # (B,) the real batch's classes (conditional models)
+    gp: torch.Tensor | None  # the gradient penalty (wgan-gp)
+
+
+def _noise(nets: _Nets, batch_size: int) -> torch.Tensor:
+    """(B, noise_dim) z from the run's noise stream (drawn on the CPU), on the device."""
+    dim = nets.config.noise_dim
+    z = draw_noise(batch_size * dim, nets.config.noise_distribution, nets.noise_rng)
+    return z.view(batch_size, dim).to(nets.device, non_blocking=True)
+
+
+def discriminator_step(
+    nets: _Nets,
+    state: TrainState,
+    real: torch.Tensor,
+    labels: torch.Tensor | None,
+    keep_graph: bool,
+) -> _DStep:
+    """Update D once on a real batch and G(z); keep_graph keeps G's graph for its update."""
+    batch_size = real.shape[0]
+    with _autocast(state), torch.set_grad_enabled(keep_graph):
+        fake = nets.g(_noise(nets, batch_size), labels)
+    with _autocast(state):
+        d_real = nets.d(real, labels)
+        d_fake = nets.d(fake.detach(), labels)
+        loss_d = nets.loss.d_loss(d_real, d_fake)
+    gp = None
+    if nets.loss.gradient_penalty:
+        eps = torch.rand(batch_size, 1, 1, 1, generator=nets.noise_rng).to(nets.device)
+        gp = gradient_penalty(nets.d, real, fake.detach().float(), labels, eps)
+        loss_d = loss_d + nets.config.gp_lambda * gp
+    state.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    state.opt_d.step()
+    return _DStep(loss_d, d_real, d_fake, fake, labels, gp)
+
+
+def generator_step(
+    nets: _Nets, state: TrainState, fake: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """Update G once through the updated D, on the last D step's fake batch; G's loss."""
+    # D frozen meanwhile: G's backward needs D's input gradients, not its weights'
+    nets.d.requires_grad_(False)
+    try:
+        with _autocast(state):
+            loss_g = nets.loss.g_loss(nets.d(fake, labels))
+        state.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+    finally:
+        nets.d.requires_grad_(True)
+    state.opt_g.step()
+    return loss_g
+
+
+class _Monitor:
+    """Step statistics kept on the device (no per-step sync) and the steps/s window."""
+
+    def __init__(self, state: TrainState) -> None:
+        # the first non-finite step (-1 = none), recorded on the device
+        self.first_bad_step = torch.tensor(-1, device=state.device)
+        self.stats: dict[str, torch.Tensor] = {}
+        self.restart_clock(state.step)
+
+    def restart_clock(self, step: int) -> None:
+        self.window_start, self.window_step = time.perf_counter(), step
+
+    def record(self, step: int, d_step: _DStep, loss_g: torch.Tensor, bce: bool) -> None:
+        with torch.no_grad():
+            loss_d = d_step.loss.detach()
+            finite = torch.isfinite(loss_d) & torch.isfinite(loss_g.detach())
+            seen = finite | (self.first_bad_step >= 0)
+            self.first_bad_step = torch.where(seen, self.first_bad_step, step)
+            self.stats["d"], self.stats["g"] = loss_d, loss_g.detach()
+            if d_step.gp is not None:
+                self.stats["gp"] = d_step.gp.detach()
+            d_real, d_fake = d_step.d_real.detach(), d_step.d_fake.detach()
+            if bce:  # probabilities
+                self.stats["d_real"] = torch.sigmoid(d_real.float()).mean()
+                self.stats["d_fake"] = torch.sigmoid(d_fake.float()).mean()
+            else:  # raw critic scores
+                self.stats["d_real"], self.stats["d_fake"] = d_real.mean(), d_fake.mean()
+
+    def check_finite(self) -> None:
+        """DivergenceError if any step so far had a non-finite loss (syncs the device)."""
+        bad = int(self.first_bad_step)
+        if bad >= 0:
+            raise DivergenceError(bad, {k: float(v) for k, v in self.stats.items()})
+
+    def progress(self, step: int, total_steps: int) -> Progress:
+        self.check_finite()
+        now = time.perf_counter()
+        rate = (step - self.window_step) / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_step = now, step
+        values = {k: float(v) for k, v in self.stats.items()}
+        return Progress(
+            step=step,
+            total_steps=total_steps,
+            losses={k: values[k] for k in ("d", "g", "gp") if k in values},
+            d_real=values.get("d_real", math.nan),
+            d_fake=values.get("d_fake", math.nan),
+            steps_per_sec=rate,
+            eta_s=(total_steps - step) / rate if rate > 0 else math.inf,
+        )
+
+
+def _write_checkpoint(
+    state: TrainState, checkpoints: Path, monitor: _Monitor, callbacks: Callbacks
+) -> Path:
+    monitor.check_finite()  # never a checkpoint of NaN weights
+    path = save_checkpoint(state, checkpoints)
+    if callbacks.checkpoint:
+        callbacks.checkpoint(path, state.step)
+    return path
+
+
 def train(
     config: TrainConfig,
     dataset: ImageDataset,
@@ -198,132 +304,63 @@ def train(
     callbacks: Callbacks | None = None,
     device: torch.device | str | None = None,
 ) -> TrainResult:
-    """Train (or resume, if run_dir/checkpoints holds a compatible run) up to config.steps."""
+    """Train (or resume, if run_dir/checkpoints holds a compatible run) up to config.steps.
+
+    Each step: n_critic discriminator updates on real batches and fakes, then one generator
+    update through the updated D (the classic alternating algorithm), then the EMA copy of G,
+    then reports, evaluation, checkpoint and preview on their schedules.
+    """
     callbacks = callbacks or Callbacks()
     device = resolve_device(config.device) if device is None else torch.device(device)
-    _check_compatible(config, dataset, device)
-    spec = model_spec_for(config, dataset)
+    spec = check_compatible(config, DatasetInfo.of(dataset), device.type)
     checkpoints = run_dir / "checkpoints"
     state = _resume_or_build(config, spec, device, checkpoints)
-    loss = LOSSES[config.loss]
     channels_last = device.type == "cuda" and spec.architecture == "dcgan"
     batches = _Batches(dataset, config, device, channels_last)
     g, d, rng = _accelerated(state, channels_last)
     g.train()
     d.train()
+    nets = _Nets(g, d, LOSSES[config.loss], rng, config, device)
     preview_z, preview_y = _preview_noise(state)
-    batch_size, n_critic = config.batch_size, config.n_critic
-    # Device-side record of the first non-finite step (-1 = none), so no per-step sync.
-    first_bad_step = torch.tensor(-1, device=device)
-    stats: dict[str, torch.Tensor] = {}
+    monitor = _Monitor(state)
     existing = list_checkpoints(checkpoints)
     last_checkpoint: Path | None = existing[-1][1] if existing else None
-    window_start, window_step = time.perf_counter(), state.step
-
-    def check_finite() -> None:
-        bad = int(first_bad_step)
-        if bad >= 0:
-            raise DivergenceError(bad, {k: float(v) for k, v in stats.items()})
-
-    def write_checkpoint() -> Path:
-        check_finite()
-        path = save_checkpoint(state, checkpoints)
-        if callbacks.checkpoint:
-            callbacks.checkpoint(path, state.step)
-        return path
-
-    def report() -> None:
-        nonlocal window_start, window_step
-        check_finite()
-        now = time.perf_counter()
-        rate = (state.step - window_step) / max(now - window_start, 1e-9)
-        window_start, window_step = now, state.step
-        values = {k: float(v) for k, v in stats.items()}
-        if callbacks.progress:
-            callbacks.progress(
-                Progress(
-                    step=state.step,
-                    total_steps=config.steps,
-                    losses={k: values[k] for k in ("d", "g", "gp") if k in values},
-                    d_real=values.get("d_real", math.nan),
-                    d_fake=values.get("d_fake", math.nan),
-                    steps_per_sec=rate,
-                    eta_s=(config.steps - state.step) / rate if rate > 0 else math.inf,
-                )
-            )
-
-    def noise() -> torch.Tensor:
-        if config.noise_distribution == "uniform":
-            z = torch.rand(batch_size, config.noise_dim, generator=rng).mul_(2.0).sub_(1.0)
-        else:
-            z = torch.randn(batch_size, config.noise_dim, generator=rng)
-        return z.to(device, non_blocking=True)
 
     while state.step < config.steps:
         if callbacks.abort and callbacks.abort():
-            last_checkpoint = write_checkpoint()
+            last_checkpoint = _write_checkpoint(state, checkpoints, monitor, callbacks)
             return TrainResult(state, aborted=True, checkpoint=last_checkpoint)
 
         # ---- discriminator: n_critic updates on real batches and detached fakes
-        labels: torch.Tensor | None = None
-        for i in range(n_critic):
-            real, real_labels = batches.get(state.step * n_critic + i)
+        for i in range(config.n_critic):
+            real, real_labels = batches.get(state.step * config.n_critic + i)
             labels = real_labels if spec.conditional else None
-            last = i == n_critic - 1
-            with _autocast(state), torch.set_grad_enabled(last):
-                fake = g(noise(), labels)  # the last one keeps its graph for G's update
-            with _autocast(state):
-                d_real = d(real, labels)
-                d_fake = d(fake.detach(), labels)
-                loss_d = loss.d_loss(d_real, d_fake)
-            if loss.gradient_penalty:
-                eps = torch.rand(batch_size, 1, 1, 1, generator=rng).to(device)
-                gp = gradient_penalty(d, real, fake.detach().float(), labels, eps)
-                loss_d = loss_d + config.gp_lambda * gp
-                stats["gp"] = gp.detach()
-            state.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            state.opt_d.step()
+            last = i == config.n_critic - 1
+            d_step = discriminator_step(nets, state, real, labels, keep_graph=last)
 
-        # ---- generator: one update through the updated D, reusing the last fake batch;
-        # D frozen meanwhile: G's backward needs D's input gradients, not its weights'
-        d.requires_grad_(False)
-        try:
-            with _autocast(state):
-                loss_g = loss.g_loss(d(fake, labels))
-            state.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-        finally:
-            d.requires_grad_(True)
-        state.opt_g.step()
+        # ---- generator: one update through the updated D, reusing the last fake batch
+        loss_g = generator_step(nets, state, d_step.fake, d_step.labels)
         state.step += 1
-        # ramped decay: short runs are not dominated by the random initial weights
+        # ---- EMA of G; ramped decay: short runs are not dominated by the initial weights
         decay = min(config.ema, (1.0 + state.step) / (10.0 + state.step))
         _ema_update(state.generator_ema, g, decay)
+        monitor.record(state.step, d_step, loss_g, bce=config.loss == "bce")
 
-        with torch.no_grad():
-            finite = torch.isfinite(loss_d.detach()) & torch.isfinite(loss_g.detach())
-            first_bad_step = torch.where(finite | (first_bad_step >= 0), first_bad_step, state.step)
-            stats["d"], stats["g"] = loss_d.detach(), loss_g.detach()
-            if config.loss == "bce":
-                stats["d_real"] = torch.sigmoid(d_real.detach().float()).mean()
-                stats["d_fake"] = torch.sigmoid(d_fake.detach().float()).mean()
-            else:
-                stats["d_real"], stats["d_fake"] = d_real.detach().mean(), d_fake.detach().mean()
-
+        # ---- reports, evaluation, checkpoint, preview
         done = state.step == config.steps
         if state.step % callbacks.progress_every == 0 or done:
-            report()
+            report = monitor.progress(state.step, config.steps)
+            if callbacks.progress:
+                callbacks.progress(report)
         if callbacks.evaluate and (
             done or (config.eval_every and state.step % config.eval_every == 0)
         ):
-            check_finite()
+            monitor.check_finite()
             callbacks.evaluate(state)
-            window_start, window_step = time.perf_counter(), state.step  # not training time
+            monitor.restart_clock(state.step)  # evaluation is not training time
         if state.step % config.checkpoint_every == 0 or done:
-            last_checkpoint = write_checkpoint()
+            last_checkpoint = _write_checkpoint(state, checkpoints, monitor, callbacks)
         if callbacks.preview and (state.step % config.sample_every == 0 or done):
-            callbacks.preview(
-                state.step, generate(state.generator_ema, preview_z, preview_y, device)
-            )
+            images = generate(state.generator_ema, preview_z, preview_y, device)
+            callbacks.preview(state.step, images)
     return TrainResult(state, aborted=False, checkpoint=last_checkpoint)

@@ -1,20 +1,27 @@
-"""The training spec: the body of `POST /v1/jobs` (DESIGN §5), converted to gan's TrainConfig.
+"""The training spec: the body of `POST /v1/jobs` (DESIGN §5), built from gan's declaration.
+
+Every field but `name` comes from `CONFIG_FIELDS` (gan/config.py): its type, default,
+description, label (the schema's `title`), bounds and choices (`minimum`, `maximum`,
+`enum`) and its HTTP name: `api="noise.dim"` nests `noise_dim` in a `noise` object,
+`api="betas.0"` makes `beta1` the first item of the `betas` list. Nothing here names a
+training field, so a field declared in gan/ appears in the API, its OpenAPI schema and the
+web page's form (which is built from that schema).
 
 The pydantic model checks types and shape (unknown fields, nesting); `TrainConfig` checks
 values, so the valid ranges and choices live in one place. Its `ConfigError` names a config
 field (`noise_dim`), which `to_config` renames to the spec's (`noise.dim`).
 
-`check_against_dataset` then catches at submit time what would otherwise fail the job on the
-worker: an unknown or missing dataset, a batch larger than the dataset, a conditional model
-on unlabelled data, an architecture that does not fit the image size.
+`check_against_dataset` then runs gan's one dataset check (gan/compat.py), at submit time,
+on what the dataset's file headers say: an unknown or missing dataset, a batch larger than
+the dataset, a conditional model on unlabelled data, an architecture that does not fit the
+image size fail here rather than on the worker.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,223 +30,121 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    create_model,
     field_validator,
 )
 
-from ganserve.gan.config import (
-    ALARM_ACTIONS,
-    ARCHITECTURES,
-    LOSS_NAMES,
-    MAX_BATCH_SIZE,
-    MAX_EVAL_SAMPLES,
-    MAX_KEEP_CHECKPOINTS,
-    MAX_N_CRITIC,
-    MAX_NOISE_DIM,
-    MAX_STEPS,
-    NOISE_DISTRIBUTIONS,
-    PRECISIONS,
-    TrainConfig,
-)
-from ganserve.gan.data import BUILTIN_DATASETS, ImageDataset, describe_dataset
+from ganserve.gan.compat import DatasetInfo, check_compatible
+from ganserve.gan.config import API_GROUPS, CONFIG_FIELDS, ConfigField, TrainConfig
+from ganserve.gan.data import describe_dataset
 from ganserve.gan.errors import ConfigError, DatasetError
-from ganserve.gan.train import model_spec_for
 from ganserve.store.errors import InvalidValueError
 from ganserve.store.names import MODEL_NAME_PATTERN, validate_model_name
 
-# TrainConfig field -> the spec field a client sent (the nested API shape).
-CONFIG_TO_SPEC_FIELD = {
-    "noise_dim": "noise.dim",
-    "noise_distribution": "noise.distribution",
-    "beta1": "betas.0",
-    "beta2": "betas.1",
-    # ModelSpec fields (dataset-dependent checks): what the client can change
-    "image_size": "architecture",
-    "channels": "dataset",
-    "num_classes": "conditional",
-    "class_names": "dataset",
-}
 MAX_NAME_LENGTH = 64
-
-EXAMPLE_SPEC: dict[str, Any] = {
-    "name": "digits-gan",
-    "dataset": "digits",
-    "architecture": "mlp",
-    "loss": "bce",
-    "conditional": False,
-    "noise": {"dim": 100, "distribution": "normal"},
-    "steps": 2000,
-    "batch_size": 128,
-    "lr_g": 0.0002,
-    "lr_d": 0.0002,
-    "betas": [0.5, 0.999],
-    "seed": 0,
-}
+# TrainConfig field -> the name a client uses ("noise_dim" -> "noise.dim").
+API_NAMES = {f.name: f.api_name for f in CONFIG_FIELDS}
+_STRICT: dict[type, Any] = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
 
 
-def _choices(choices: tuple[str, ...]) -> dict[str, Any]:
-    return {"enum": list(choices)}
+def _schema_hints(declared: ConfigField) -> dict[str, Any]:
+    """Bounds and choices for the OpenAPI schema (TrainConfig does the checking)."""
+    hints: dict[str, Any] = {}
+    if declared.choices:
+        hints["enum"] = list(declared.choices)
+    if declared.low is not None:
+        hints["exclusiveMinimum" if declared.low_open else "minimum"] = declared.low
+    if declared.high is not None:
+        hints["maximum"] = declared.high
+    if declared.basic:
+        hints["x-basic"] = True  # the web form shows it before "More settings"
+    return hints
 
 
-def _bounds(low: float, high: float) -> dict[str, Any]:
-    return {"minimum": low, "maximum": high}
-
-
-class NoiseSpec(BaseModel):
-    """The latent noise z fed to the generator."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dim: StrictInt = Field(
-        default=100,
-        description="Length of the latent vector z (values per image).",
-        json_schema_extra=_bounds(1, MAX_NOISE_DIM),
+def _annotated(declared: ConfigField, **extra: Any) -> Any:
+    """The pydantic type of one declared field, with its schema text."""
+    kind = _STRICT[declared.type]
+    if declared.optional:
+        kind = kind | None
+    info = Field(
+        title=declared.label,
+        description=declared.help,
+        json_schema_extra=_schema_hints(declared),
+        **extra,
     )
-    distribution: StrictStr = Field(
-        default="normal",
-        description="normal = N(0, 1); uniform = U(-1, 1).",
-        json_schema_extra=_choices(NOISE_DISTRIBUTIONS),
-    )
+    return Annotated[kind, info]
 
 
-class TrainSpec(BaseModel):
+def _spec_fields() -> dict[str, Any]:
+    """create_model's field definitions, in declaration order, nested where `api` says."""
+    groups: dict[str, list[ConfigField]] = {}
+    for declared in CONFIG_FIELDS:
+        groups.setdefault(declared.api_name.split(".")[0], []).append(declared)
+    definitions: dict[str, Any] = {}
+    for key, members in groups.items():
+        if members[0].api is None:  # a plain top-level field
+            definitions[key] = (_annotated(members[0]), members[0].default)
+            continue
+        description = API_GROUPS[key]
+        inner = [m.api_name.split(".", 1)[1] for m in members]
+        if all(part.isdigit() for part in inner):  # a fixed-length list: betas.0, betas.1
+            ordered = [m for _, m in sorted(zip(map(int, inner), members, strict=True))]
+            items: Any = tuple.__class_getitem__(tuple(_annotated(m) for m in ordered))
+            default = tuple(m.default for m in ordered)
+            definitions[key] = (items, Field(default=default, description=description))
+            continue
+        nested = create_model(  # type: ignore[call-overload]
+            f"{key.capitalize()}Spec",
+            __config__=ConfigDict(extra="forbid"),
+            __doc__=description,
+            **{name: (_annotated(m), m.default) for name, m in zip(inner, members, strict=True)},
+        )
+        definitions[key] = (nested, Field(default_factory=nested, description=description))
+    return definitions
+
+
+def _api_value(values: dict[str, Any], declared: ConfigField) -> Any:
+    """The value of a declared field in a spec's nested dump: values["noise"]["dim"]."""
+    value: Any = values
+    for part in declared.api_name.split("."):
+        value = value[int(part)] if part.isdigit() else value[part]
+    return value
+
+
+def _api_shape(config: dict[str, Any]) -> dict[str, Any]:
+    """A flat TrainConfig dict in the API's nested shape; absent fields get their default."""
+    result: dict[str, Any] = {}
+    for declared in CONFIG_FIELDS:
+        value = config.get(declared.name, declared.default)
+        *parents, last = declared.api_name.split(".")
+        target: Any = result
+        for i, part in enumerate(parents):
+            nested_list = (parents + [last])[i + 1].isdigit()
+            target = target.setdefault(part, [] if nested_list else {})
+        if last.isdigit():
+            target.extend([None] * (int(last) + 1 - len(target)))
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return result
+
+
+EXAMPLE_SPEC: dict[str, Any] = {"name": "digits-gan", **_api_shape(TrainConfig().to_dict())}
+
+
+class _SpecBase(BaseModel):
     """A training job: what to train on, which GAN, and for how long."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_SPEC]})
 
     name: StrictStr | None = Field(
         default=None,
+        title="Model name",
         description=(
             "Name of the model this job registers a version of; 1-64 characters of lowercase "
             "letters, digits, '.', '_' and '-'. Default: '<dataset>-<architecture>'."
         ),
-        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
-    )
-    dataset: StrictStr = Field(
-        default="digits",
-        description=(
-            f"A built-in dataset ({', '.join(BUILTIN_DATASETS)}) or the name of an uploaded "
-            "one; GET /v1/datasets lists them."
-        ),
-    )
-    architecture: StrictStr = Field(
-        default="mlp",
-        description="mlp = the reference MLP GAN; dcgan = convolutional (8-64 px images).",
-        json_schema_extra=_choices(ARCHITECTURES),
-    )
-    loss: StrictStr = Field(
-        default="bce",
-        description="bce = BCE for D, non-saturating -log D(G(z)) for G; wgan-gp; hinge.",
-        json_schema_extra=_choices(LOSS_NAMES),
-    )
-    conditional: StrictBool = Field(
-        default=False,
-        description="Class-conditional GAN: labels enter G and D (needs a labelled dataset).",
-    )
-    noise: NoiseSpec = Field(default_factory=NoiseSpec, description="The latent noise z.")
-    steps: StrictInt = Field(
-        default=2000,
-        description="Generator updates (training steps).",
-        json_schema_extra=_bounds(1, MAX_STEPS),
-    )
-    batch_size: StrictInt = Field(
-        default=128,
-        description="Real images per discriminator step; at most the dataset's size.",
-        json_schema_extra=_bounds(2, MAX_BATCH_SIZE),
-    )
-    lr_g: StrictFloat = Field(
-        default=2e-4,
-        description="Adam learning rate of the generator, in (0, 1].",
-        json_schema_extra=_bounds(0, 1),
-    )
-    lr_d: StrictFloat = Field(
-        default=2e-4,
-        description="Adam learning rate of the discriminator, in (0, 1].",
-        json_schema_extra=_bounds(0, 1),
-    )
-    betas: tuple[StrictFloat, StrictFloat] = Field(
-        default=(0.5, 0.999),
-        description="Adam (beta1, beta2) of both optimizers, each in [0, 0.9999].",
-    )
-    n_critic: StrictInt = Field(
-        default=1,
-        description="Discriminator steps per generator step (5 is usual for wgan-gp).",
-        json_schema_extra=_bounds(1, MAX_N_CRITIC),
-    )
-    gp_lambda: StrictFloat = Field(
-        default=10.0,
-        description="Gradient-penalty weight (wgan-gp only).",
-        json_schema_extra=_bounds(0, 1000),
-    )
-    ema: StrictFloat = Field(
-        default=0.999,
-        description="Per-step decay of the EMA generator that gets served; 0 serves G as is.",
-        json_schema_extra=_bounds(0, 0.99999),
-    )
-    checkpoint_every: StrictInt = Field(
-        default=500,
-        description="Steps between checkpoints (the last step always writes one).",
-        json_schema_extra=_bounds(1, MAX_STEPS),
-    )
-    sample_every: StrictInt = Field(
-        default=500,
-        description="Steps between fixed-noise preview grids (GET /v1/jobs/{id}/preview.png).",
-        json_schema_extra=_bounds(1, MAX_STEPS),
-    )
-    keep_checkpoints: StrictInt = Field(
-        default=3,
-        description="Newest checkpoints kept on disk.",
-        json_schema_extra=_bounds(1, MAX_KEEP_CHECKPOINTS),
-    )
-    seed: StrictInt = Field(
-        default=0,
-        description="Seeds the weights, the data order and the noise.",
-        json_schema_extra=_bounds(0, 2**63 - 1),
-    )
-    device: StrictStr = Field(
-        default="auto",
-        description="auto | cpu | cuda | cuda:N (auto: the worker's configured device).",
-    )
-    precision: StrictStr = Field(
-        default="fp32",
-        description="fp32, or bf16 autocast (CUDA only).",
-        json_schema_extra=_choices(PRECISIONS),
-    )
-    dcgan_width: StrictInt = Field(
-        default=64,
-        description="Channels of dcgan's widest-resolution layer (doubles per downsample).",
-        json_schema_extra=_bounds(4, 512),
-    )
-    compile: StrictBool = Field(
-        default=False, description="torch.compile G and D (slow to start; for long CUDA runs)."
-    )
-    eval_every: StrictInt = Field(
-        default=500,
-        description="Steps between quality evaluations (Fréchet distance, KID, class "
-        "coverage); 0 = only at the end.",
-        json_schema_extra=_bounds(0, MAX_STEPS),
-    )
-    eval_samples: StrictInt = Field(
-        default=1000,
-        description="Generated images per quality evaluation.",
-        json_schema_extra=_bounds(2, MAX_EVAL_SAMPLES),
-    )
-    on_alarm: StrictStr = Field(
-        default="warn",
-        description="On a mode-collapse or divergence alarm: warn (a job warning and event), "
-        "stop (fail the job), rollback (stop and register the best evaluated model).",
-        json_schema_extra=_choices(ALARM_ACTIONS),
-    )
-    alarm_coverage: StrictFloat = Field(
-        default=0.8,
-        description="Mode-collapse alarm when fewer than this fraction of classes get a fair "
-        "share (half of 1/classes) of the samples.",
-        json_schema_extra=_bounds(0, 1),
-    )
-    alarm_fd_patience: StrictInt = Field(
-        default=3,
-        description="Divergence alarm when the Fréchet distance rises this many evaluations "
-        "in a row.",
-        json_schema_extra=_bounds(1, 100),
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN, "x-basic": True},
     )
 
     @field_validator("name")
@@ -255,58 +160,38 @@ class TrainSpec(BaseModel):
     @property
     def model_name(self) -> str:
         """The explicit name, or '<dataset>-<architecture>' cut to 64 characters."""
-        return self.name or f"{self.dataset}-{self.architecture}"[:MAX_NAME_LENGTH]
+        values = self.model_dump()
+        return self.name or f"{values['dataset']}-{values['architecture']}"[:MAX_NAME_LENGTH]
 
     def to_config(self) -> TrainConfig:
         """The validated TrainConfig; ConfigError naming the spec field if a value is invalid."""
+        values = self.model_dump()
         try:
-            return TrainConfig(
-                dataset=self.dataset,
-                architecture=self.architecture,
-                loss=self.loss,
-                conditional=self.conditional,
-                noise_dim=self.noise.dim,
-                noise_distribution=self.noise.distribution,
-                steps=self.steps,
-                batch_size=self.batch_size,
-                lr_g=self.lr_g,
-                lr_d=self.lr_d,
-                beta1=self.betas[0],
-                beta2=self.betas[1],
-                n_critic=self.n_critic,
-                gp_lambda=self.gp_lambda,
-                ema=self.ema,
-                checkpoint_every=self.checkpoint_every,
-                keep_checkpoints=self.keep_checkpoints,
-                sample_every=self.sample_every,
-                seed=self.seed,
-                device=self.device,
-                precision=self.precision,
-                dcgan_width=self.dcgan_width,
-                compile=self.compile,
-                eval_every=self.eval_every,
-                eval_samples=self.eval_samples,
-                on_alarm=self.on_alarm,
-                alarm_coverage=self.alarm_coverage,
-                alarm_fd_patience=self.alarm_fd_patience,
-            )
+            return TrainConfig(**{f.name: _api_value(values, f) for f in CONFIG_FIELDS})
         except ConfigError as error:
             raise _renamed(error) from None
 
     @classmethod
     def from_config(cls, config: TrainConfig | dict[str, Any], name: str) -> TrainSpec:
         """The spec in the API's nested shape for a stored config (the job's echo)."""
-        values = dict(config.to_dict() if isinstance(config, TrainConfig) else config)
-        noise = {"dim": values.pop("noise_dim", 100)}
-        noise["distribution"] = values.pop("noise_distribution", "normal")
-        betas = (values.pop("beta1", 0.5), values.pop("beta2", 0.999))
-        known = {key: value for key, value in values.items() if key in cls.model_fields}
-        return cls.model_validate({**known, "name": name, "noise": noise, "betas": betas})
+        values = config.to_dict() if isinstance(config, TrainConfig) else config
+        return cls.model_validate({"name": name, **_api_shape(values)})
+
+
+if TYPE_CHECKING:
+    TrainSpec = _SpecBase
+else:
+    TrainSpec = create_model(
+        "TrainSpec",
+        __base__=_SpecBase,
+        __doc__=_SpecBase.__doc__,
+        __module__=__name__,
+        **_spec_fields(),
+    )
 
 
 def _renamed(error: ConfigError) -> ConfigError:
-    field = CONFIG_TO_SPEC_FIELD.get(error.field, error.field)
-    return ConfigError(field, error.message)
+    return ConfigError(API_NAMES.get(error.field, error.field), error.message)
 
 
 def check_against_dataset(config: TrainConfig, data_dir: Path) -> dict[str, Any]:
@@ -314,35 +199,11 @@ def check_against_dataset(config: TrainConfig, data_dir: Path) -> dict[str, Any]
 
     Reads only file headers: the dataset's images are not loaded.
     """
-    info = describe_dataset(config.dataset, data_dir)  # DatasetError: unknown dataset
-    if not info["available"]:
-        raise DatasetError(info["missing_files_hint"])
-    size, classes = int(info["size"]), list(info["classes"])
-    if config.batch_size > size:
-        raise ConfigError(
-            "batch_size",
-            f"{config.batch_size} exceeds the {size} images of dataset {config.dataset!r}; "
-            f"use at most {size}",
-        )
-    if config.conditional and len(classes) < 2:
-        raise ConfigError(
-            "conditional",
-            f"dataset {config.dataset!r} has no class labels ({len(classes)} class); set "
-            "conditional to false or use a labelled dataset (one folder per class)",
-        )
-    if config.precision == "bf16" and config.device == "cpu":
-        raise ConfigError("precision", "bf16 autocast needs a CUDA device; use fp32 on the CPU")
-    # The architecture must fit the images: build the model description from a 1-image probe
-    # of the dataset's shape, exactly as the worker will from the real data.
-    channels, image_size = int(info["channels"]), int(info["image_size"])
-    probe = ImageDataset(
-        config.dataset,
-        torch.zeros((1, channels, image_size, image_size), dtype=torch.uint8),
-        torch.zeros(1, dtype=torch.int64),
-        tuple(classes),
-    )
+    description = describe_dataset(config.dataset, data_dir)  # DatasetError: unknown dataset
+    if not description["available"]:
+        raise DatasetError(description["missing_files_hint"])
     try:
-        model_spec_for(config, probe)
+        check_compatible(config, DatasetInfo.from_description(description))
     except ConfigError as error:
         raise _renamed(error) from None
-    return info
+    return description

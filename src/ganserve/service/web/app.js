@@ -1231,49 +1231,13 @@ async function jobView(ctx) {
 
 // --- submitting a training job -------------------------------------------------------------
 
-// Nicer labels than the schema's titles; fields not listed use the title.
-const LABELS = {
-  name: "Model name",
-  dataset: "Dataset",
-  architecture: "Architecture",
-  loss: "Loss",
-  conditional: "Conditional (class labels)",
-  "noise.dim": "Noise dimension",
-  "noise.distribution": "Noise distribution",
-  steps: "Steps",
-  batch_size: "Batch size",
-  lr_g: "Generator learning rate",
-  lr_d: "Discriminator learning rate",
-  "betas.0": "Adam β1",
-  "betas.1": "Adam β2",
-  n_critic: "Critic steps per generator step",
-  gp_lambda: "Gradient penalty weight",
-  ema: "EMA decay",
-  checkpoint_every: "Checkpoint every (steps)",
-  sample_every: "Preview every (steps)",
-  keep_checkpoints: "Checkpoints kept",
-  seed: "Seed",
-  device: "Device",
-  precision: "Precision",
-  dcgan_width: "DCGAN width",
-  compile: "torch.compile",
-  eval_every: "Evaluate every (steps)",
-  eval_samples: "Evaluation samples",
-  on_alarm: "On a quality alarm",
-  alarm_coverage: "Mode-collapse alarm: class coverage",
-  alarm_fd_patience: "Divergence alarm: FD rises in a row",
-};
-const BASIC_FIELDS = new Set([
-  "name",
-  "dataset",
-  "architecture",
-  "loss",
-  "conditional",
-  "steps",
-  "batch_size",
-]);
-
-/** The TrainSpec's fields from the OpenAPI document, flattened: noise.dim, betas.0, ... */
+/**
+ * The TrainSpec's fields from the OpenAPI document, flattened: noise.dim, betas.0, ...
+ * Everything shown comes from the schema, which the server builds from its one declaration
+ * of the training config: the label is the field's `title`, the hint its `description`, the
+ * bounds `minimum`/`exclusiveMinimum`/`maximum`, the choices `enum`; `x-basic` fields come
+ * before "More settings".
+ */
 function specFields(openapi) {
   const schemas = openapi.components.schemas;
   const deref = (schema) => (schema && schema.$ref ? schemas[schema.$ref.split("/").pop()] : schema);
@@ -1293,7 +1257,11 @@ function specFields(openapi) {
             path: `${path}.${i}`,
             type: item.type,
             default: (raw.default || schema.default || [])[i],
-            description,
+            minimum: item.minimum ?? item.exclusiveMinimum,
+            maximum: item.maximum,
+            description: item.description || description,
+            title: item.title,
+            basic: Boolean(item["x-basic"]),
             tuple: path,
           });
         });
@@ -1307,12 +1275,13 @@ function specFields(openapi) {
         type,
         enum: schema.enum,
         default: raw.default !== undefined ? raw.default : schema.default,
-        minimum: schema.minimum,
+        minimum: schema.minimum ?? schema.exclusiveMinimum,
         maximum: schema.maximum,
         pattern: schema.pattern,
         nullable,
         description,
-        title: schema.title,
+        title: raw.title || schema.title,
+        basic: Boolean(raw["x-basic"] || schema["x-basic"]),
       });
     }
   };
@@ -1388,7 +1357,7 @@ function fieldControl(field, datasets) {
 
 function fieldBlock(field, datasets) {
   const id = fieldId(field.path);
-  const label = LABELS[field.path] || field.title || field.path;
+  const label = field.title || field.path;
   const control = fieldControl(field, datasets);
   const checkbox = field.type === "boolean";
   return h(
@@ -1467,7 +1436,7 @@ async function submitView(ctx) {
     h(
       "div",
       { class: "fields" },
-      fields.filter((f) => !BASIC_FIELDS.has(f.path)).map((f) => fieldBlock(f, datasets)),
+      fields.filter((f) => !f.basic).map((f) => fieldBlock(f, datasets)),
     ),
   );
   const form = h(
@@ -1476,7 +1445,7 @@ async function submitView(ctx) {
     h(
       "div",
       { class: "fields" },
-      fields.filter((f) => BASIC_FIELDS.has(f.path)).map((f) => fieldBlock(f, datasets)),
+      fields.filter((f) => f.basic).map((f) => fieldBlock(f, datasets)),
     ),
     advanced,
     formError,
