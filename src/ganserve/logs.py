@@ -1,4 +1,4 @@
-"""Logging for every ganserve process: JSON lines (default) or plain text.
+"""Logging for every ganserve process: JSON lines (default) or plain text for people.
 
 A JSON line carries timestamp, level, logger, message and whatever `extra` the caller
 gave — the worker adds job_id, attempt and step — so one job can be followed across the
@@ -32,7 +32,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # For people: `ganserve up` in a terminal picks this (cli/server.py, up_log_format).
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+            )
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -29,10 +29,19 @@ def test_train_then_sample_from_the_command_line(tmp_path: Path) -> None:
     grid = tmp_path / "grid.png"
     result = runner.invoke(app, ["sample", str(out), "--seed", "3", "-n", "16", "-o", str(grid)])
     assert result.exit_code == 0, result.output
-    assert Image.open(io.BytesIO(grid.read_bytes())).size == (4 * 9 + 1, 4 * 9 + 1)
+    # readable by default: the 37 px grid of 8x8 digits scaled 7x to at least 256 px
+    assert Image.open(io.BytesIO(grid.read_bytes())).size == (7 * 37, 7 * 37)
     again = tmp_path / "again.png"
     runner.invoke(app, ["sample", str(out), "--seed", "3", "-n", "16", "-o", str(again)])
     assert again.read_bytes() == grid.read_bytes()
+    small = tmp_path / "small.png"
+    result = runner.invoke(app, ["sample", str(out), "--seed", "3", "-n", "16", "--scale", "1",
+                                 "-o", str(small)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert Image.open(small).size == (4 * 9 + 1, 4 * 9 + 1)
+    one = tmp_path / "one.png"
+    runner.invoke(app, ["sample", str(out), "-o", str(one)])
+    assert Image.open(one).size == (256, 256)  # one 8x8 digit, 32x
 
 
 def test_bad_options_exit_with_a_clear_message(tmp_path: Path) -> None:

@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ganserve.cli.images import READABLE_PX, picture_size, readable_scale
 from ganserve.cli.sse import iter_events
 
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: long lines are left to the terminal (or the file they are piped into), never
+# broken mid-phrase at rich's 80-column default for non-terminals.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+WAIT_POLL_S = 1.0  # `jobs wait`: seconds between looks at the job
 
 jobs_app = typer.Typer(help="Submit, follow and cancel training jobs.", no_args_is_help=True)
 models_app = typer.Typer(help="List registered models and sample them.", no_args_is_help=True)
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="GANSERVE_URL", help="Base URL of the service.")
+    str,
+    typer.Option(
+        "--url",
+        envvar="GANSERVE_URL",
+        help="Base URL of the service (`ganserve up` prints it when not the default).",
+    ),
 ]
 KeyOption = Annotated[
     str | None, typer.Option("--api-key", envvar="GANSERVE_API_KEY", help="Bearer API key.")
@@ -50,12 +62,28 @@ def _request(url: str, api_key: str | None, method: str, path: str, **kw: Any) -
         with _client(url, api_key) as client:
             return _check(client.request(method, path, **kw))
     except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] cannot reach {url}: {exc}")
-        raise typer.Exit(1) from exc
+        unreachable(url, exc)
+
+
+def unreachable(url: str, exc: Exception) -> NoReturn:
+    """Exit saying where we looked and how to point the command elsewhere."""
+    console.print(
+        f"[red]error:[/red] cannot reach {url}: {exc}\n"
+        f"Is the service running? `ganserve up` starts one. For a service at another address "
+        f"set GANSERVE_URL (e.g. export GANSERVE_URL=http://127.0.0.1:8100) or pass --url."
+    )
+    raise typer.Exit(1) from exc
 
 
 def follow_job(url: str, api_key: str | None, job_id: str, total: int) -> str:
     """Draw a progress bar from the job's event stream; returns the terminal status."""
+    try:
+        return _follow(url, api_key, job_id, total)
+    except httpx.TransportError as exc:
+        unreachable(url, exc)
+
+
+def _follow(url: str, api_key: str | None, job_id: str, total: int) -> str:
     status = "unknown"
     with (
         _client(url, api_key, timeout=None) as client,
@@ -63,20 +91,33 @@ def follow_job(url: str, api_key: str | None, job_id: str, total: int) -> str:
         Progress(
             TextColumn("[bold]{task.fields[status]}[/bold]"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
             TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
             console=console,
         ) as bar,
     ):
         _check(response)
-        task = bar.add_task("job", total=total, status="queued", info="")
+        task = bar.add_task("job", total=total, status="queued", info="", unit="steps")
+        preparing: TaskID | None = None  # the one-time work before the first step, if any
         for event in iter_events(response):
             data = json.loads(event.data)
-            if event.event == "progress":
+            if event.event == "preparing":
+                if preparing is None:
+                    preparing = bar.add_task(
+                        "preparing", total=data.get("total") or 1, status="preparing",
+                        info=data.get("what", ""), unit="steps",
+                    )  # fmt: skip
+                    bar.update(task, visible=False)
+                bar.update(preparing, completed=data.get("step", 0), total=data.get("total") or 1)
+            elif event.event == "progress":
+                if preparing is not None:
+                    bar.remove_task(preparing)
+                    preparing = None
+                    bar.update(task, visible=True)
                 losses = data.get("losses") or {}
                 info = "  ".join(f"{k} {v:.3f}" for k, v in losses.items() if v is not None)
-                bar.update(task, completed=data["step"], info=info)
+                bar.update(task, completed=data["step"], info=info, status="training")
             elif event.event == "status":
                 status = data["status"]
                 bar.update(task, status=status)
@@ -91,7 +132,7 @@ def follow_job(url: str, api_key: str | None, job_id: str, total: int) -> str:
 
 @jobs_app.command("submit")
 def submit(
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     name: Annotated[str | None, typer.Option(help="Model name to register.")] = None,
     dataset: Annotated[str, typer.Option(help="Dataset to train on.")] = "digits",
@@ -125,9 +166,7 @@ def submit(
 
 
 @jobs_app.command("follow")
-def follow(
-    job_id: str, url: UrlOption = "http://127.0.0.1:8000", api_key: KeyOption = None
-) -> None:
+def follow(job_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """Show a job's live progress until it ends."""
     job = _request(url, api_key, "GET", f"/v1/jobs/{job_id}").json()
     status = follow_job(url, api_key, job_id, job["progress"]["total_steps"])
@@ -136,49 +175,90 @@ def follow(
         raise typer.Exit(1)
 
 
+@jobs_app.command("wait")
+def wait(
+    job_id: str,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up after this many seconds (default: never).")
+    ] = None,
+) -> None:
+    """Wait quietly until a job ends; exit 0 when it succeeded (for scripts)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        job = _request(url, api_key, "GET", f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            console.print(f"job {job_id}: still {job['status']} after {timeout:g} s")
+            raise typer.Exit(2)
+        time.sleep(WAIT_POLL_S)
+    model = job.get("model")
+    made = f" (model {model['name']} version {model['version']})" if model else ""
+    error = f": {job['error']}" if job.get("error") else ""
+    console.print(f"job {job_id}: {job['status']}{made}{error}")
+    if job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
 @jobs_app.command("list")
 def list_jobs(
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
 ) -> None:
     """List jobs, newest first."""
     params = {"status": status} if status else {}
     page = _request(url, api_key, "GET", "/v1/jobs", params=params).json()
-    table = Table("id", "name", "status", "step", "model")
-    for job in page["items"]:
-        model = job.get("model") or {}
-        table.add_row(
+    rows = [
+        [
             job["id"], job["name"], job["status"],
             f"{job['progress']['step']}/{job['progress']['total_steps']}",
-            f"{model.get('name', '')} v{model['version']}" if model else "",
-        )  # fmt: skip
+            f"{job['model']['name']} v{job['model']['version']}" if job.get("model") else "",
+        ]
+        for job in page["items"]
+    ]  # fmt: skip
+    print_table(["id", "name", "status", "step", "model"], rows)
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """A table in a terminal; aligned plain columns when piped. Cells are never cut."""
+    if not out.is_terminal:
+        widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+        for row in (headers, *rows):
+            line = "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+            out.print(line.rstrip(), markup=False, highlight=False)
+        return
+    table = Table(*headers)
+    for column in table.columns:
+        column.no_wrap = True  # ids and names stay whole, to be copied
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
 @jobs_app.command("show")
-def show(job_id: str, url: UrlOption = "http://127.0.0.1:8000", api_key: KeyOption = None) -> None:
+def show(job_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """Print a job as JSON."""
     out.print_json(data=_request(url, api_key, "GET", f"/v1/jobs/{job_id}").json())
 
 
 @jobs_app.command("cancel")
-def cancel(
-    job_id: str, url: UrlOption = "http://127.0.0.1:8000", api_key: KeyOption = None
-) -> None:
+def cancel(job_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """Cancel a queued or running job."""
     job = _request(url, api_key, "POST", f"/v1/jobs/{job_id}/cancel").json()
     out.print(f"{job_id}: {job['status']}")
 
 
 @models_app.command("list")
-def list_models(url: UrlOption = "http://127.0.0.1:8000", api_key: KeyOption = None) -> None:
+def list_models(url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """List registered models."""
-    table = Table("name", "latest", "aliases")
+    rows = []
     for model in _request(url, api_key, "GET", "/v1/models").json()["items"]:
         aliases = ", ".join(f"{k}={v}" for k, v in model.get("aliases", {}).items())
-        table.add_row(model["name"], str(model["latest_version"]), aliases)
-    out.print(table)
+        rows.append([model["name"], str(model["latest_version"]), aliases])
+    print_table(["name", "latest", "aliases"], rows)
 
 
 @models_app.command("sample")
@@ -191,16 +271,47 @@ def sample(
     label: Annotated[int | None, typer.Option(help="Class (conditional models).")] = None,
     truncation: Annotated[float | None, typer.Option(help="Truncation threshold.")] = None,
     version: Annotated[str, typer.Option(help="Version number or alias.")] = "latest",
-    scale: Annotated[int, typer.Option(help="Integer upscaling.")] = 1,
-    url: UrlOption = "http://127.0.0.1:8000",
+    scale: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Integer upscaling (default: enough for {READABLE_PX} px on the long side)."
+        ),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
 ) -> None:
     """Fetch samples.png of a model into a file."""
+    auto_scale = scale is None
+    if scale is None:
+        model = _request(url, api_key, "GET", f"/v1/models/{name}").json()
+        scale = _readable_scale(model, version, n, nrow)
     params: dict[str, Any] = {"n": n, "seed": seed, "version": version, "scale": scale}
     for key, value in (("nrow", nrow), ("label", label), ("truncation", truncation)):
         if value is not None:
             params[key] = value
-    response = _request(url, api_key, "GET", f"/v1/models/{name}/samples.png", params=params)
+    path = f"/v1/models/{name}/samples.png"
+    try:
+        with _client(url, api_key) as client:
+            response = client.get(path, params=params)
+            problem = response.json() if response.status_code == 413 else {}
+            limit = problem.get("limit") if problem.get("field") == "scale" else None
+            if auto_scale and isinstance(limit, int) and 1 <= limit < params["scale"]:
+                params["scale"] = limit  # the service's own GANSERVE_MAX_SCALE
+                response = client.get(path, params=params)
+    except httpx.TransportError as exc:
+        unreachable(url, exc)
+    _check(response)
     output.write_bytes(response.content)
     version_served = response.headers.get("x-model-version", "?")
     console.print(f"wrote {output} ({len(response.content)} bytes, {name} v{version_served})")
+
+
+def _readable_scale(model: dict[str, Any], version: str, n: int, nrow: int | None) -> int:
+    """The default --scale for `version` (a number or an alias) of `model` (GET /v1/models/x)."""
+    number = int(version) if version.isdigit() else model.get("aliases", {}).get(version)
+    found = [v for v in model.get("versions", []) if v.get("version") == number]
+    shape = found[0].get("image_shape") if found else None
+    if not shape:
+        return 1  # unknown version: the service names the problem
+    _, height, width = shape
+    return readable_scale(picture_size(height, width, n, nrow))

@@ -109,9 +109,16 @@ def migrate_command() -> None:
     console.print("database is at the newest revision")
 
 
+DEFAULT_URL = "http://127.0.0.1:8000"  # where `ganserve jobs|models ...` look without --url
+
+
 def up_command(
-    host: Annotated[str, typer.Option(help="Bind address of the API.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the API.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address of the API (default GANSERVE_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the API (default GANSERVE_PORT).")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data dir (default GANSERVE_DATA_DIR or ./ganserve-data).")
     ] = None,
@@ -120,33 +127,54 @@ def up_command(
     from ganserve.store import upgrade_database
 
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    log_format = up_log_format(settings.log_format)
+    configure_logging(settings.log_level, log_format)
     data = (data_dir or settings.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=data)
+    host, port = host or settings.host, port or settings.port
+    url = f"http://{host}:{port}"
     upgrade_database(settings.resolved_database_url)
 
     broker: EmbeddedRedis | None = None
     redis_url = settings.redis_url
+    code = 0
     try:
         if not redis_url:
             broker = EmbeddedRedis(data / "broker", persistent=True).start()
             redis_url = broker.url
             console.print(f"broker: private Valkey on {redis_url} (pid {broker.pid})")
-        env = {**os.environ, "GANSERVE_DATA_DIR": str(data), "REDIS_URL": redis_url}
+        env = {**os.environ, "GANSERVE_DATA_DIR": str(data), "REDIS_URL": redis_url,
+               "GANSERVE_LOG_FORMAT": log_format}  # fmt: skip
         exe = [sys.executable, "-m", "ganserve"]
         with Supervisor() as supervisor:
             api = supervisor.add("api", [*exe, "api", "--host", host, "--port", str(port)],
                                  env=env)  # fmt: skip
-            wait_for_http(f"http://{host}:{port}/readyz", timeout=60, process=api)
+            wait_for_http(f"{url}/readyz", timeout=60, process=api)
             supervisor.add("worker", [*exe, "worker"], env=env)
-            console.print(f"ganserve is up at http://{host}:{port} (docs at /docs); Ctrl-C stops")
+            console.print(f"ganserve is up at {url} (web page at /, API docs at /docs); "
+                          "Ctrl-C stops it")  # fmt: skip
+            if url != DEFAULT_URL:
+                console.print("the ganserve jobs/models commands find it with:")
+                console.print(f"export GANSERVE_URL={url}", soft_wrap=True, highlight=False)
             code = supervisor.run()
     except ProcessError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt:  # Ctrl-C before the supervisor took over the signal
+        code = 0
     finally:
         if broker is not None:
             broker.stop()
-    console.print("ganserve stopped")
+    console.print("ganserve stopped" if code == 0 else f"ganserve stopped (exit code {code})")
     raise typer.Exit(code)
+
+
+def up_log_format(configured: str) -> str:
+    """Text logs when `ganserve up` runs in a terminal and GANSERVE_LOG_FORMAT is unset.
+
+    JSON lines stay the default for services and whenever the output is piped or redirected.
+    """
+    if "GANSERVE_LOG_FORMAT" not in os.environ and sys.stderr.isatty():
+        return "text"
+    return configured

@@ -107,8 +107,9 @@ def stop_process_group(
     grace period short.
     """
     label = name or str(process.pid)
-    if not leader_exited(process):
-        logger.info("stopping %s (pid %d): SIGTERM to its process group", label, process.pid)
+    asked = not leader_exited(process)
+    if asked:
+        logger.debug("stopping %s (pid %d): SIGTERM to its process group", label, process.pid)
         signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while not leader_exited(process):
@@ -118,7 +119,10 @@ def stop_process_group(
             time.sleep(0.05)
     signal_group(process, signal.SIGKILL)
     code = process.wait()
-    logger.info("%s (pid %d) exited with code %d", label, process.pid, code)
+    if asked and code in (0, -signal.SIGTERM):  # it did what it was asked: not an error
+        logger.info("%s stopped", label)
+    else:
+        logger.info("%s (pid %d) exited with code %d", label, process.pid, code)
     return code
 
 
@@ -264,7 +268,8 @@ class Supervisor:
             if log is not None:
                 log.close()
         self._children.append(Child(name=name, argv=args, process=process))
-        logger.info("started %s (pid %d): %s", name, process.pid, " ".join(args))
+        logger.info("started %s (pid %d)", name, process.pid)
+        logger.debug("%s runs: %s", name, " ".join(args))
         return process
 
     def request_stop(self) -> None:
@@ -278,7 +283,7 @@ class Supervisor:
         if self._stop_requested.is_set():
             logger.warning("received %s again: killing the children now", name)
         else:
-            logger.info("received %s: shutting down", name)
+            logger.info("received %s: stopping (again to kill at once)", name)
         self.request_stop()
 
     def wait(self) -> Child | None:
