@@ -7,16 +7,20 @@ through the store, as a worker would.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from ganserve.gan.data import ImageDataset, packed_dataset_path, save_packed
+from ganserve.gan.sample import encode_png
 from ganserve.service.app import create_app
 from ganserve.service.schemas import JobStatus
 from ganserve.settings import Settings
@@ -436,6 +440,36 @@ def test_preview_is_404_until_written_then_png_with_etag_and_304(
     store.artifacts.write_bytes_atomic(store.artifacts.preview_path(job_id), png + b"2")
     changed = client.get(f"/v1/jobs/{job_id}/preview.png", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
+
+
+def test_preview_and_history_scale_up_by_whole_pixels(client: TestClient, store: Store) -> None:
+    job_id = submit(client, steps=10)["id"]
+    grid = torch.arange(2 * 3, dtype=torch.uint8).reshape(2, 3, 1) * 40  # (H, W, 1)
+    store.artifacts.write_bytes_atomic(store.artifacts.preview_path(job_id), encode_png(grid))
+    plain = client.get(f"/v1/jobs/{job_id}/preview.png")
+    big = client.get(f"/v1/jobs/{job_id}/preview.png", params={"scale": 6})
+    assert big.status_code == 200 and big.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(big.content))
+    assert image.size == (3 * 6, 2 * 6)  # (W, H)
+    pixels = np.asarray(image)
+    assert (pixels[::6, ::6] == grid[:, :, 0].numpy()).all()  # nearest neighbour
+    assert (pixels[5, 11], pixels[6, 12]) == (40, 200)  # each block is one source pixel
+    etag = big.headers["etag"]
+    assert etag != plain.headers["etag"]
+    cached = client.get(
+        f"/v1/jobs/{job_id}/preview.png", params={"scale": 6}, headers={"If-None-Match": etag}
+    )
+    assert cached.status_code == 304
+    assert_problem(client.get(f"/v1/jobs/{job_id}/preview.png", params={"scale": 0}), 422)
+    over = assert_problem(client.get(f"/v1/jobs/{job_id}/preview.png", params={"scale": 99}), 413)
+    assert over["field"] == "scale"
+
+    one = Image.open(io.BytesIO(client.get(f"/v1/jobs/{job_id}/history.png").content))
+    two = Image.open(
+        io.BytesIO(client.get(f"/v1/jobs/{job_id}/history.png", params={"scale": 2}).content)
+    )
+    assert two.size == (2 * one.width, 2 * one.height)
+    assert_problem(client.get(f"/v1/jobs/{job_id}/history.png", params={"scale": 5}), 422)
 
 
 # --- API keys -------------------------------------------------------------------------------

@@ -25,13 +25,17 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def render_history_png(
-    series: Mapping[str, Sequence[tuple[int, float]]], title: str, width_px: int = 900
+    series: Mapping[str, Sequence[tuple[int, float]]],
+    title: str,
+    width_px: int = 900,
+    scale: int = 1,  # resolution multiplier: the same chart at 100 * scale dpi
 ) -> bytes:
     """One panel per group of series that has data; an empty chart says 'no data yet'."""
     panels = [(name, [k for k in keys if series.get(k)]) for name, keys in PANELS]
     panels = [(name, keys) for name, keys in panels if keys]
     rows = max(len(panels), 1)
-    dpi = 100
+    dpi = 100 * scale
+    width_px *= scale
     figure = Figure(figsize=(width_px / dpi, 2.4 * rows + 0.6), dpi=dpi)
     FigureCanvasAgg(figure)
     figure.suptitle(title)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from typing import Annotated, Any
 
+import numpy as np
+import torch
 from fastapi import APIRouter, Header, Query, Response
+from PIL import Image
 from sse_starlette import EventSourceResponse
 
+from ganserve.gan.sample import encode_png, upscale
 from ganserve.service.deps import (
     ArtifactsDep,
     ContextDep,
@@ -16,17 +21,29 @@ from ganserve.service.deps import (
     SessionDep,
     SettingsDep,
 )
+from ganserve.service.errors import PayloadTooLargeError
 from ganserve.service.jobs import actions as jobs
 from ganserve.service.jobs.events import PING_S, job_event_stream, parse_last_event_id
 from ganserve.service.jobs.plots import render_history_png
 from ganserve.service.jobs.spec import TrainSpec
 from ganserve.service.schemas import JobHistory, JobOut, JobPage, JobStatus
+from ganserve.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No job with this id (problem details)."}
 }
+# history.png is drawn at 100 dpi times `scale`; 4 keeps a 7-panel chart under 16 Mpx.
+MAX_HISTORY_SCALE = 4
+PreviewScale = Annotated[
+    int, Query(ge=1, description="Integer upscaling of the grid (nearest neighbour).")
+]
+HistoryScale = Annotated[
+    int,
+    Query(ge=1, le=MAX_HISTORY_SCALE, description="Resolution multiplier (100 dpi x scale)."),
+]
+
 _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"description": "API keys are configured and none was sent."},
     403: {"description": "The API key sent is not valid."},
@@ -142,9 +159,10 @@ def job_history(
     },
     summary="The loss and metric curves, drawn server-side",
 )
-def job_history_png(job_id: str, session: SessionDep) -> Response:
+def job_history_png(job_id: str, session: SessionDep, scale: HistoryScale = 1) -> Response:
     history = jobs.job_history(session, job_id)
-    png = render_history_png(history.series, f"job {history.job_id} — step {history.step}")
+    title = f"job {history.job_id} — step {history.step}"
+    png = render_history_png(history.series, title, scale=scale)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
@@ -155,6 +173,7 @@ def job_history_png(job_id: str, session: SessionDep) -> Response:
         200: {"content": {"image/png": {}}, "description": "The latest fixed-noise grid."},
         304: {"description": "Unchanged since the ETag sent in If-None-Match."},
         404: {"description": "No such job, or no preview yet."},
+        413: {"description": "`scale` over GANSERVE_MAX_SCALE or the output pixel limit."},
     },
     summary="The latest preview grid",
 )
@@ -162,10 +181,37 @@ def job_preview(
     job_id: str,
     session: SessionDep,
     artifacts: ArtifactsDep,
+    settings: SettingsDep,
+    scale: PreviewScale = 1,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    if scale > settings.max_scale:
+        raise PayloadTooLargeError(
+            f"scale: at most {settings.max_scale}, got {scale}",
+            field="scale",
+            limit=settings.max_scale,
+        )
     preview = jobs.read_preview(session, artifacts, job_id)
-    headers = {"ETag": preview.etag, "Cache-Control": "no-cache"}
-    if jobs.etag_matches(if_none_match, preview.etag):
+    etag = preview.etag if scale == 1 else f'{preview.etag[:-1]}-x{scale}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if jobs.etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    return Response(preview.content, media_type="image/png", headers=headers)
+    content = preview.content if scale == 1 else _upscaled_png(preview.content, scale, settings)
+    return Response(content, media_type="image/png", headers=headers)
+
+
+def _upscaled_png(png: bytes, scale: int, settings: Settings) -> bytes:
+    """The stored preview grid, `scale` times larger (nearest neighbour, pixels stay square)."""
+    with Image.open(io.BytesIO(png)) as image:
+        pixels = image.width * image.height * scale * scale
+        if pixels > settings.max_output_pixels:
+            raise PayloadTooLargeError(
+                f"scale: the preview would have {pixels} pixels, above the limit of "
+                f"{settings.max_output_pixels} per response",
+                field="scale",
+                limit=settings.max_output_pixels,
+            )
+        array = np.asarray(image.convert("L" if image.mode in ("L", "1") else "RGB"))
+    if array.ndim == 2:
+        array = array[:, :, None]  # (H, W) -> (H, W, 1)
+    return encode_png(upscale(torch.from_numpy(array.copy()), scale))
