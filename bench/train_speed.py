@@ -4,7 +4,11 @@ The reference model (MLP GAN, 28x28 inputs, batch 128, bce, Adam 2e-4/(0.5, 0.99
 CPU. Both loops run in the same process, interleaved, so machine noise hits both alike.
 The engine runs with progress reporting every 10 steps and checkpoints on its schedule.
 
-    python bench/train_speed.py [--steps 300] [--rounds 3] [--threads N]
+    python bench/train_speed.py [--steps 300] [--rounds 3] [--threads N [M ...]]
+
+With several thread counts (e.g. `--threads 1 2`), every round runs the engine and the plain
+loop at each count in turn, so one run compares thread counts under the same machine load:
+that is how the worker's default (`GANSERVE_WORKER_TORCH_THREADS`) was chosen.
 """
 
 from __future__ import annotations
@@ -84,22 +88,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     dataset = mnist_sized_digits()
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
     print(f"machine: {machine}, torch {torch.__version__}, threads {args.threads}")
     print(f"steps per round: {args.steps}")
-    engine_loop(dataset, 20)  # warm-up both paths
-    plain_loop(dataset, 20)
-    engine, plain = [], []
+    engine: dict[int, list[float]] = {count: [] for count in args.threads}
+    plain: dict[int, list[float]] = {count: [] for count in args.threads}
+    for count in args.threads:  # warm-up both paths
+        torch.set_num_threads(count)
+        engine_loop(dataset, 20)
+        plain_loop(dataset, 20)
     for round_ in range(args.rounds):
-        engine.append(engine_loop(dataset, args.steps))
-        plain.append(plain_loop(dataset, args.steps))
-        print(f"round {round_ + 1}: engine {engine[-1]:.1f} steps/s, plain {plain[-1]:.1f} steps/s")
-    e, p = statistics.median(engine), statistics.median(plain)
-    print(f"median: engine {e:.1f} steps/s, plain loop {p:.1f} steps/s, ratio {e / p:.2f}x")
+        for count in args.threads:
+            torch.set_num_threads(count)
+            engine[count].append(engine_loop(dataset, args.steps))
+            plain[count].append(plain_loop(dataset, args.steps))
+            print(
+                f"round {round_ + 1}, {count} thread(s): engine {engine[count][-1]:.1f} steps/s, "
+                f"plain {plain[count][-1]:.1f} steps/s",
+                flush=True,
+            )
+    for count in args.threads:
+        e, p = statistics.median(engine[count]), statistics.median(plain[count])
+        print(
+            f"median, {count} thread(s): engine {e:.1f} steps/s, plain loop {p:.1f} steps/s, "
+            f"ratio {e / p:.2f}x"
+        )
 
 
 if __name__ == "__main__":
