@@ -4,8 +4,9 @@ What a TorchServe user writes for "a PNG of this generator for a seed": the arch
 exported generator (`generator.safetensors` + `generator.json`, as ganserve exports it) and this
 handler; a request is a JSON body `{"seed": S}` (one 28x28 PNG) or `{"seed": S, "n": 64}` (a grid
 of seeds S..S+63, 8 per row); the answer is the PNG's bytes. Noise, forward and encoding are
-ganserve's own `gan.sample.sample_png` (seeded CPU noise, one forward of exactly the images
-asked for, Pillow PNG), so both servers do the same work per image; only serving differs.
+what a script writes with ganserve's `gan` library: the seed's noise (`make_noise`, seeded CPU
+generator), one forward of exactly the images asked for, uint8, `make_grid` and `encode_png`
+(Pillow), so both servers do the same work per image; only serving differs.
 
 It runs in TorchServe's Python worker, which is not the project's venv: `GANSERVE_SRC` (set by
 the benchmark in TorchServe's environment) is the project's `src` folder, put on `sys.path`.
@@ -28,11 +29,19 @@ sys.path.insert(0, os.environ["GANSERVE_SRC"])
 
 from ganserve.gan.checkpoint import load_generator  # noqa: E402
 from ganserve.gan.models import Generator  # noqa: E402
-from ganserve.gan.sample import sample_png  # noqa: E402
+from ganserve.gan.sample import encode_png, make_grid, make_noise, to_uint8  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 MAX_N = 64  # images per request
+
+
+def plain_png(generator: Generator, seeds: range) -> bytes:
+    """Noise of the seeds, one forward of exactly those rows, the PNG (8 images per grid row)."""
+    z, _ = make_noise(seeds, generator.spec)
+    with torch.inference_mode():
+        images = to_uint8(generator(z))  # (N, H, W, C) uint8
+    return encode_png(images[0] if len(seeds) == 1 else make_grid(images, 8))
 
 
 class GeneratorHandler(BaseHandler):
@@ -56,10 +65,7 @@ class GeneratorHandler(BaseHandler):
         return requests
 
     def inference(self, data: list[tuple[int, int]], *args: Any, **kwargs: Any) -> list[bytes]:
-        return [
-            sample_png(self.generator, range(seed, seed + n), nrow=8 if n > 1 else None)
-            for seed, n in data
-        ]
+        return [plain_png(self.generator, range(seed, seed + n)) for seed, n in data]
 
     def postprocess(self, data: list[bytes]) -> list[bytes]:
         return data

@@ -7,9 +7,9 @@ Issue 18's side-by-side benchmark. One run:
 - exports the reference model (MLP GAN, the built-in digits upscaled to 28x28, `--steps`
   training steps in this process; not trained through the API) and registers it as version 1
   of model `bench` in a fresh data dir (SQLite, artifacts), with a private Redis;
-- measures the in-process floor: noise + one forward of exactly the images asked for + PNG,
-  in a plain loop, for one image and for a 64-image grid, at 1 torch thread and at one per
-  core (the fastest counts);
+- measures the in-process floor: noise + one forward of exactly the images asked for + PNG
+  (`plain_png`, what TorchServe's handler runs), in a plain loop, for one image and for a
+  64-image grid, at 1 torch thread and at one per core (the fastest counts);
 - starts, each in its own process group, `python -m ganserve api` as shipped, the bare
   endpoint (`bench/bare_app.py`: FastAPI returning a fixed 28x28 PNG under the same uvicorn
   options) and TorchServe 0.12 serving the same exported generator through a custom handler
@@ -49,7 +49,8 @@ from pathlib import Path
 import httpx
 import torch
 
-from ganserve.gan.sample import encode_png, generate, make_grid, make_noise
+from ganserve.gan.models import Generator
+from ganserve.gan.sample import encode_png, make_grid, make_noise, to_uint8
 from ganserve.runtime.embedded_redis import EmbeddedRedis
 from ganserve.runtime.supervisor import free_port
 from ganserve.settings import Settings
@@ -223,6 +224,15 @@ def post_request(path: str, body: Callable[[int], bytes]) -> Callable[[int], byt
 # ----------------------------------------------------------------------------- floor
 
 
+def plain_png(generator: Generator, seeds: range) -> bytes:
+    """What TorchServe's handler does per request (torchserve_handler.plain_png, the same code):
+    the seeds' noise, one forward of exactly those rows, the PNG (8 images per grid row)."""
+    z, _ = make_noise(seeds, generator.spec)
+    with torch.inference_mode():
+        images = to_uint8(generator(z))  # (N, H, W, C) uint8
+    return encode_png(images[0] if len(seeds) == 1 else make_grid(images, 8))
+
+
 def floors(exported: Path, seconds: float, threads: list[int]) -> dict[str, float]:
     """Calls/s of noise + forward + PNG in a plain loop: {"png"|"grid": best over threads}."""
     from ganserve.gan.checkpoint import load_generator
@@ -230,12 +240,10 @@ def floors(exported: Path, seconds: float, threads: list[int]) -> dict[str, floa
     g = load_generator(exported).generator
 
     def one(i: int) -> bytes:
-        z, _ = make_noise([i], g.spec)
-        return encode_png(generate(g, z)[0])
+        return plain_png(g, range(i, i + 1))
 
     def grid(i: int) -> bytes:
-        z, _ = make_noise(range(i * GRID, (i + 1) * GRID), g.spec)
-        return encode_png(make_grid(generate(g, z), 8))
+        return plain_png(g, range(i * GRID, (i + 1) * GRID))
 
     before = torch.get_num_threads()
     best: dict[str, float] = {}
