@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     # Torch device used by the worker when a spec says "auto".
     worker_device: str = "auto"
 
+    # Bytes of a request body on every route but dataset uploads (those have their own limit);
+    # checked from Content-Length, and counted while a body streams in. Over it: 413.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Seconds an Idempotency-Key of POST /v1/jobs or POST /v1/datasets is remembered: a
+    # retry with the same key (and body) within it gets the first answer, not a new job.
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+
     # Dataset uploads: body size, zip entries, total uncompressed size, per-entry compression
     # ratio, pixels per decoded image, and the side images are resized to by default.
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
