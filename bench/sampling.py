@@ -8,9 +8,9 @@ a private Redis (`EmbeddedRedis`, never the machine's), then
 
 - the in-process floor: noise + generator forward + PNG encode in a plain loop, one image and
   one 64-image grid at a time (`plain`: one forward of exactly the images asked for, as a
-  script would write it; `service`: `sampling.render_png`, the service's own path with its
-  fixed-shape forward passes), with the server's torch threads and with one per core; the
-  ratios use the fastest;
+  script would write it; `service`: `gan.sample.sample_png`, the one pixel pipeline the
+  service, the CLI and bulk export share, with its fixed-shape forward passes), with the
+  server's torch threads and with one per core; the ratios use the fastest;
 - the real service, `python -m ganserve api` (uvicorn as shipped), a bare FastAPI endpoint
   returning a fixed 28x28 PNG (`bench/bare_app.py`) and the naive endpoint of issue 6 (a
   `def` route rendering one image per request, `bench/naive_app.py`) under the same uvicorn
@@ -55,11 +55,10 @@ import uvloop
 
 from ganserve.gan.checkpoint import export_generator, load_generator
 from ganserve.gan.config import TrainConfig
-from ganserve.gan.sample import encode_png, generate, make_grid, make_noise
+from ganserve.gan.sample import encode_png, make_grid, make_noise, sample_png, to_uint8
 from ganserve.gan.train import train
 from ganserve.runtime.embedded_redis import EmbeddedRedis
 from ganserve.runtime.supervisor import free_port, stop_process_group, wait_for_http
-from ganserve.service.sampling import answer as sampling
 from ganserve.service.sampling.generator_cache import CachedGenerator
 from ganserve.settings import Settings
 from ganserve.store import Store, jobs, registry
@@ -231,19 +230,23 @@ def floors(cached: CachedGenerator, seconds: float, threads: list[int]) -> dict[
     """Calls/s of each floor loop, keyed "<kind> <path>, <n> thread(s)"."""
     g = cached.generator
 
+    def plain(z: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():  # one forward of exactly these rows
+            return to_uint8(g(z, None))
+
     def plain_one(i: int) -> bytes:
         z, _ = make_noise([i], g.spec)
-        return encode_png(generate(g, z)[0])
+        return encode_png(plain(z)[0])
 
     def plain_grid(i: int) -> bytes:
         z, _ = make_noise(range(i * GRID, (i + 1) * GRID), g.spec)
-        return encode_png(make_grid(generate(g, z), 8))
+        return encode_png(make_grid(plain(z), 8))
 
     def service_one(i: int) -> bytes:
-        return sampling.render_png(cached, [i], None, None, None, 1)
+        return sample_png(g, [i])
 
     def service_grid(i: int) -> bytes:
-        return sampling.render_png(cached, range(i * GRID, (i + 1) * GRID), None, None, 8, 1)
+        return sample_png(g, range(i * GRID, (i + 1) * GRID), nrow=8)
 
     loops = {"png plain": plain_one, "png service": service_one,
              "grid plain": plain_grid, "grid service": service_grid}  # fmt: skip

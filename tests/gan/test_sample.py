@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ganserve.gan import sample as pipeline
 from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import ConfigError
 from ganserve.gan.models import Generator
@@ -107,3 +108,98 @@ def test_interpolation_ends_at_both_seeds() -> None:
 def test_encode_png_rejects_wrong_shapes() -> None:
     with pytest.raises(ValueError, match="expected"):
         encode_png(torch.zeros(4, 4, 2, dtype=torch.uint8))
+
+
+# ----------------------------------------------------------------------------- forward passes
+# Fixed-shape passes: what makes an image's bits independent of what it is rendered with.
+
+DIGITS = ModelSpec("mlp", 1, 8, 100, "normal")  # the shapes of the API tests' digits model
+DIGITS_COND = ModelSpec("mlp", 1, 8, 100, "normal", num_classes=10)
+
+ALL = (4, 8, 16, 32, 64)
+
+
+@pytest.mark.parametrize(
+    ("count", "sizes", "expected"),
+    [
+        (1, (16,), [(0, 16)]),
+        (40, (16,), [(0, 16), (16, 16), (32, 16)]),
+        (1, ALL, [(0, 4)]),
+        (5, ALL, [(0, 8)]),
+        (16, ALL, [(0, 16)]),
+        (17, ALL, [(0, 32)]),
+        (33, ALL, [(0, 64)]),
+        (64, ALL, [(0, 64)]),
+        (90, ALL, [(0, 64), (64, 32)]),
+        (130, ALL, [(0, 64), (64, 64), (128, 4)]),
+        (20, (8, 16), [(0, 16), (16, 8)]),
+        (0, ALL, []),
+    ],
+)
+def test_pass_plan(count: int, sizes: tuple[int, ...], expected: list[tuple[int, int]]) -> None:
+    assert pipeline.plan(count, sizes) == expected
+
+
+def test_pass_sizes_are_used_only_where_they_were_found_exact() -> None:
+    generator = _generator(DIGITS_COND)
+    sizes = pipeline.exact_sizes(generator)  # measured on this machine, then kept
+    assert pipeline.REFERENCE_ROWS in sizes and 64 in sizes  # the MLP's are exact here
+    shapes: list[int] = []
+    hook = generator.register_forward_hook(lambda _m, args, _out: shapes.append(len(args[0])))
+    z, y = make_noise(list(range(70)), generator.spec, None, [3] * 70)
+    threads = torch.get_num_threads()
+    try:
+        mixed = pipeline.generate(generator, z, y)
+        assert shapes == [64, 8]
+        shapes.clear()
+        pipeline._exact[generator][threads] = (
+            pipeline.REFERENCE_ROWS,
+        )  # as if the others differed
+        reference = pipeline.generate(generator, z, y)
+        assert shapes == [16] * 5
+    finally:
+        hook.remove()
+        pipeline._exact.pop(generator, None)
+    assert torch.equal(mixed, reference)
+
+
+def test_a_size_that_computes_other_bits_is_not_used() -> None:
+    """A generator whose output depends on its batch size (as kernels can) keeps the reference."""
+    generator = _generator(DIGITS)
+    original = generator.forward
+
+    def batch_dependent(z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        out = original(z, labels)
+        return out + 1e-6 if len(z) == 8 else out  # 8-row passes round differently
+
+    generator.forward = batch_dependent  # type: ignore[method-assign]
+    assert pipeline.exact_sizes(generator) == (4, 16, 32, 64)
+
+
+def test_every_surface_gives_the_same_pixels_for_a_seed() -> None:
+    """A seed's image alone, in a grid, in chunks (bulk), in a coalesced forward and at an
+    interpolation's end: the same uint8 pixels (the API's bytes are compared with these in
+    tests/service)."""
+    g = _generator(COND)
+    seeds = list(range(30, 100))
+    labels = [i % 10 for i in range(len(seeds))]
+    z, y = make_noise(seeds, COND, 0.8, labels)
+    together = pipeline.generate(g, z, y)
+    chunks = torch.cat([c for c, _ in pipeline.sample_images(g, seeds, labels, 0.8, chunk=7)])
+    assert torch.equal(together, chunks)
+    for i in (0, 5, 69):
+        alone = pipeline.sample_png(g, [seeds[i]], labels=[labels[i]], truncation=0.8)
+        assert alone == encode_png(together[i])
+    grid = pipeline.sample_png(g, seeds[:6], labels=labels[:6], truncation=0.8, nrow=3)
+    assert grid == encode_png(make_grid(together[:6], 3))
+    strip = pipeline.interpolation_png(g, 1, 2, 4, label=3)
+    _, h, w = COND.image_shape
+    assert _png(strip).size == (4 * (w + 1) + 1, h + 2)
+
+
+def test_generate_restores_training_mode_and_keeps_gradients_off() -> None:
+    g = _generator(SPEC).train()
+    z, _ = make_noise([1, 2, 3], SPEC)
+    images = pipeline.generate(g, z)
+    assert g.training and images.dtype == torch.uint8 and not images.requires_grad
+    assert torch.equal(images, pipeline.generate(g.eval(), z))

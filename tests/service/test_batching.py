@@ -16,16 +16,14 @@ import pytest
 import torch
 from fastapi import FastAPI
 
-from ganserve.gan.checkpoint import load_generator
-from ganserve.gan.sample import make_noise
+from ganserve.gan import sample as pipeline
 from ganserve.service.app import create_app
-from ganserve.service.sampling import answer as sampling
-from ganserve.service.sampling import passes
+from ganserve.service.context import AppContext
 from ganserve.service.sampling.batching import Batcher, Batchers, BatchStats
 from ganserve.service.sampling.generator_cache import CachedGenerator, GeneratorCache
 from ganserve.settings import Settings
 from ganserve.store import Store
-from tests.service.trained_model import exported_generator, register_model
+from tests.service.trained_model import register_model
 
 # ----------------------------------------------------------------------------- the Batcher
 
@@ -278,6 +276,11 @@ def generators(app: FastAPI) -> GeneratorCache:
     return cache
 
 
+def batch_stats(app: FastAPI) -> BatchStats:
+    context: AppContext = app.state.context
+    return context.batchers.stats
+
+
 URL = "/v1/models/{}/samples.png"
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("digits", {"seed": 1}),
@@ -304,11 +307,11 @@ def test_coalesced_pngs_are_byte_identical_to_pngs_made_alone(app: FastAPI) -> N
         async with running(app) as client:
             for name in ("digits", "cdigits"):  # load both, so the burst is all cache hits
                 assert (await get(client, name, {})).status_code == 200
-            before = generators(app).batchers.stats.batches
+            before = batch_stats(app).batches
             burst = await asyncio.gather(*(get(client, name, p) for name, p in CASES * 3))
-            batches = generators(app).batchers.stats.batches - before
+            batches = batch_stats(app).batches - before
             alone = [await get(client, name, params) for name, params in CASES]
-            stats = generators(app).batchers.stats
+            stats = batch_stats(app)
         assert all(r.status_code == 200 for r in [*burst, *alone])
         assert batches < len(burst) and stats.largest >= len(CASES)
         return [r.content for r in burst], [r.content for r in alone], stats
@@ -318,9 +321,10 @@ def test_coalesced_pngs_are_byte_identical_to_pngs_made_alone(app: FastAPI) -> N
     assert len(set(alone)) == len(alone) - 1  # all different but `version=1`, the same as seed 1
 
 
-def test_coalesced_pngs_equal_render_png_without_any_batching(app: FastAPI) -> None:
-    """The reference: sampling.render_png, one request, nothing batched (forced to 16-row
-    passes for half of them: every exact pass size gives the same bits)."""
+def test_coalesced_pngs_equal_the_cli_pipeline_without_any_batching(app: FastAPI) -> None:
+    """The reference: gan.sample.sample_png (what `ganserve sample` writes), one request,
+    nothing batched (forced to 16-row passes for half of them: every exact pass size gives
+    the same bits)."""
 
     async def main() -> list[bytes]:
         async with running(app) as client:
@@ -341,17 +345,26 @@ def render_alone(cached: CachedGenerator, params: dict[str, Any], *, narrow: boo
     n = params.get("n", 1)
     seed = params["seed"]
     label = params.get("label")
-    cols = None if n == 1 else min(params.get("nrow") or sampling.default_nrow(n), n)
     labels = None if label is None else [label] * n
-    args = (cached, list(range(seed, seed + n)), labels, params.get("truncation"), cols)
+
+    def render() -> bytes:
+        return pipeline.sample_png(
+            cached.generator,
+            list(range(seed, seed + n)),
+            labels=labels,
+            truncation=params.get("truncation"),
+            nrow=params.get("nrow"),
+            scale=params.get("scale", 1),
+        )
+
     if not narrow:
-        return sampling.render_png(*args, params.get("scale", 1))
-    checked = passes._exact.setdefault(cached.generator, {})
+        return render()
+    checked = pipeline._exact.setdefault(cached.generator, {})
     threads = torch.get_num_threads()
     saved = checked.get(threads)
-    checked[threads] = (passes.REFERENCE_ROWS,)
+    checked[threads] = (pipeline.REFERENCE_ROWS,)
     try:
-        return sampling.render_png(*args, params.get("scale", 1))
+        return render()
     finally:
         if saved is None:
             checked.pop(threads)
@@ -385,7 +398,7 @@ def test_a_request_heavier_than_a_batch_runs_on_its_own(app: FastAPI) -> None:
     async def main() -> None:
         async with running(app) as client:
             assert (await get(client, "digits", {})).status_code == 200
-            stats = generators(app).batchers.stats
+            stats = batch_stats(app)
             items = stats.items
             mixed = [*heavy, *(("digits", {"seed": s}) for s in range(10))]
             together = await asyncio.gather(*(get(client, name, p) for name, p in mixed))
@@ -471,63 +484,3 @@ def test_a_cancelled_request_does_not_break_its_batch(app: FastAPI) -> None:
             assert (await get(client, "digits", {"seed": 3})).content == alone[3]
 
     anyio.run(main)
-
-
-# ----------------------------------------------------------------------------- forward passes
-
-ALL = (4, 8, 16, 32, 64)
-
-
-@pytest.mark.parametrize(
-    ("count", "sizes", "expected"),
-    [
-        (1, (16,), [(0, 16)]),
-        (40, (16,), [(0, 16), (16, 16), (32, 16)]),
-        (1, ALL, [(0, 4)]),
-        (5, ALL, [(0, 8)]),
-        (16, ALL, [(0, 16)]),
-        (17, ALL, [(0, 32)]),
-        (33, ALL, [(0, 64)]),
-        (64, ALL, [(0, 64)]),
-        (90, ALL, [(0, 64), (64, 32)]),
-        (130, ALL, [(0, 64), (64, 64), (128, 4)]),
-        (20, (8, 16), [(0, 16), (16, 8)]),
-        (0, ALL, []),
-    ],
-)
-def test_pass_plan(count: int, sizes: tuple[int, ...], expected: list[tuple[int, int]]) -> None:
-    assert passes.plan(count, sizes) == expected
-
-
-def test_pass_sizes_are_used_only_where_they_were_found_exact() -> None:
-    generator = load_generator(exported_generator(conditional=True)).generator
-    sizes = passes.exact_sizes(generator)  # measured on this machine, then kept
-    assert passes.REFERENCE_ROWS in sizes and 64 in sizes  # the MLP's are exact here
-    shapes: list[int] = []
-    hook = generator.register_forward_hook(lambda _m, args, _out: shapes.append(len(args[0])))
-    z, y = make_noise(list(range(70)), generator.spec, None, [3] * 70)
-    threads = torch.get_num_threads()
-    try:
-        mixed = passes.forward(generator, z, y)
-        assert shapes == [64, 8]
-        shapes.clear()
-        passes._exact[generator][threads] = (passes.REFERENCE_ROWS,)  # as if the others differed
-        reference = passes.forward(generator, z, y)
-        assert shapes == [16] * 5
-    finally:
-        hook.remove()
-        passes._exact.pop(generator, None)
-    assert torch.equal(mixed, reference)
-
-
-def test_a_size_that_computes_other_bits_is_not_used() -> None:
-    """A generator whose output depends on its batch size (as kernels can) keeps the reference."""
-    generator = load_generator(exported_generator()).generator
-    original = generator.forward
-
-    def batch_dependent(z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        out = original(z, labels)
-        return out + 1e-6 if len(z) == 8 else out  # 8-row passes round differently
-
-    generator.forward = batch_dependent  # type: ignore[method-assign]
-    assert passes.exact_sizes(generator) == (4, 16, 32, 64)

@@ -176,9 +176,9 @@ def test_a_version_deleted_before_it_loads_is_not_found(store: Store) -> None:
     cache = GeneratorCache(store, capacity=2)
     resolved = cache.resolve("digits", "1")
     with store.session() as session:
-        service_registry.delete_version(session, store.artifacts, cache, "digits", 1)
+        service_registry.delete_version(session, store.artifacts, "digits", 1)
     with pytest.raises(NotFoundError, match="versions: 2"):
-        anyio.run(cache.load, resolved)
+        cache.loaded(resolved)
     assert cache.loads == 0
 
 
@@ -190,7 +190,7 @@ def test_resolve_parses_a_registry_row_once(store: Store, monkeypatch: pytest.Mo
     slow: list[tuple[str, str]] = []
     resolve_row = cache._resolve_row
 
-    def counting(name: str, ref: str) -> tuple[ResolvedVersion, tuple[int, str, int, str]]:
+    def counting(name: str, ref: str) -> tuple[ResolvedVersion, int]:
         slow.append((name, ref))
         return resolve_row(name, ref)
 
@@ -205,7 +205,7 @@ def test_resolve_parses_a_registry_row_once(store: Store, monkeypatch: pytest.Mo
     assert len(slow) == 2 and again["latest"] is again["2"]
     with store.session() as session:  # moves and deletions are seen at once
         store_registry.set_alias(session, "digits", "best", 2)
-        service_registry.delete_version(session, store.artifacts, cache, "digits", 2)
+        service_registry.delete_version(session, store.artifacts, "digits", 2)
     assert cache.resolve("digits", "latest").version == 1
     with pytest.raises(NotFoundError, match="aliases: latest"):
         cache.resolve("digits", "best")  # deleted with version 2

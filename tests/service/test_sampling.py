@@ -15,14 +15,16 @@ import torch
 from fastapi.testclient import TestClient
 
 from ganserve.gan.config import ModelSpec
+from ganserve.gan.sample import sample_images
 from ganserve.service.app import create_app
-from ganserve.service.sampling import answer as sampling
+from ganserve.service.sampling.caching import etag_matches
+from ganserve.service.sampling.limits import grid_size
 from ganserve.settings import Settings
 from ganserve.store import registry as store_registry
 from tests.service.trained_model import app_cache, app_store, pixels, register_model
 
 H = W = 8  # digits
-PAD = 1  # grid padding of gan.sample.make_grid
+PAD = 1  # grid padding of gan.sample.make_grid (GRID_PADDING)
 
 
 @pytest.fixture
@@ -449,24 +451,24 @@ def test_interpolation_invalid_parameters(
 def test_forward_is_independent_of_batch_and_position(digits: TestClient) -> None:
     cached = anyio.run(app_cache(digits).get, "digits", "latest")
     seeds = list(range(40))
-    together, _ = next(sampling.iter_images(cached, seeds, None, None))
+    together, _ = next(sample_images(cached.generator, seeds, None, None))
     for i in (0, 17, 39):
-        alone, _ = next(sampling.iter_images(cached, [seeds[i]], None, None))
+        alone, _ = next(sample_images(cached.generator, [seeds[i]], None, None))
         assert torch.equal(alone[0], together[i])
 
 
 def test_grid_size_matches_make_grid() -> None:
     spec = ModelSpec("mlp", 1, 8, 100, "normal")
-    assert sampling.grid_size(spec, 1, 1) == (8, 8)
-    assert sampling.grid_size(spec, 10, 4) == (28, 37)
-    assert sampling.grid_size(spec, 3, 8) == (10, 28)
+    assert grid_size(spec, 1, 1) == (8, 8)
+    assert grid_size(spec, 10, 4) == (28, 37)
+    assert grid_size(spec, 3, 8) == (10, 28)
 
 
 def test_etag_matching() -> None:
     tag = '"abc"'
-    assert sampling.etag_matches('"abc"', tag) and sampling.etag_matches('W/"abc"', tag)
-    assert sampling.etag_matches('"x", "abc"', tag) and sampling.etag_matches("*", tag)
-    assert not sampling.etag_matches('"abcd"', tag) and not sampling.etag_matches(None, tag)
+    assert etag_matches('"abc"', tag) and etag_matches('W/"abc"', tag)
+    assert etag_matches('"x", "abc"', tag) and etag_matches("*", tag)
+    assert not etag_matches('"abcd"', tag) and not etag_matches(None, tag)
 
 
 def test_registry_rows_without_a_spec_are_read_from_the_export(digits: TestClient) -> None:

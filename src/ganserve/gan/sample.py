@@ -1,4 +1,8 @@
-"""Seeds -> noise -> generator -> uint8 images -> grids -> PNG bytes.
+"""The one pixel pipeline: seeds -> noise -> fixed-shape forward -> uint8 -> grid -> PNG.
+
+The CLI (`ganserve sample`), training previews, the API's PNGs, interpolation strips and bulk
+exports all go through it, so the same (version, seed, label, truncation) gives the same bytes
+everywhere (DESIGN §8); the service adds only HTTP and batching.
 
 Determinism contract (DESIGN §8): noise for image i is drawn on the CPU from
 `torch.Generator().manual_seed(seeds[i])`, so it never depends on the device, the batch it
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,12 +30,21 @@ from ganserve.gan.errors import ConfigError
 from ganserve.gan.models import Generator
 
 MAX_TRUNCATION_REDRAWS = 1000
+GRID_PADDING = 1  # pixels between and around grid cells
+SAMPLE_CHUNK = 256  # images whose noise and pixels are made at once (bounds memory)
 
 
-def _draw(count: int, distribution: str, rng: torch.Generator) -> torch.Tensor:
+def draw_noise(
+    shape: int | tuple[int, ...], distribution: str, rng: torch.Generator
+) -> torch.Tensor:
+    """Noise of `shape` from `rng`: N(0, 1) for "normal", U(-1, 1) for "uniform"."""
+    size = (shape,) if isinstance(shape, int) else shape
     if distribution == "normal":
-        return torch.randn(count, generator=rng)
-    return torch.rand(count, generator=rng) * 2.0 - 1.0  # U(-1, 1)
+        return torch.randn(size, generator=rng)
+    return torch.rand(size, generator=rng) * 2.0 - 1.0  # U(-1, 1)
+
+
+_draw = draw_noise
 
 
 def validate_truncation(truncation: float | None) -> None:
@@ -42,14 +57,14 @@ def noise_for_seed(
 ) -> tuple[torch.Tensor, torch.Generator]:
     """(dim,) noise for one seed, and the generator positioned after it (for a default label)."""
     rng = torch.Generator().manual_seed(seed)
-    z = _draw(dim, distribution, rng)
+    z = draw_noise(dim, distribution, rng)
     if truncation is not None:
         for _ in range(MAX_TRUNCATION_REDRAWS):
             outside = z.abs() > truncation
             count = int(outside.sum())
             if count == 0:
                 break
-            z[outside] = _draw(count, distribution, rng)
+            z[outside] = draw_noise(count, distribution, rng)
         else:
             raise ConfigError("truncation", f"{truncation} is too small to sample from")
     return z, rng
@@ -121,48 +136,184 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return scaled.permute(0, 2, 3, 1).contiguous().cpu()
 
 
+# ----------------------------------------------------------------------------- forward passes
+#
+# CPU kernels choose their algorithm by batch size and thread count: the same row can come out
+# of a 1-row and a 300-row pass with different last bits. Every pass therefore has one of a few
+# fixed row counts (the last one padded with zero rows). The reference is REFERENCE_ROWS; the
+# other sizes of PASS_SIZES are used only where a check at first use (per generator and torch
+# thread count) shows that they give every row exactly the bits REFERENCE_ROWS-row passes give
+# it. So an image's pixels depend only on (version, seed, label, truncation): alone, in a
+# coalesced batch, in a grid, a bulk download, an interpolation or a training preview.
+#
+# Why several sizes: a pass costs a fixed part (the weights are read once) plus a part per row.
+# Measured on this project's 2-core machine for the reference MLP at 1 thread: 4 rows 0.8 ms,
+# 8 rows 0.9 ms, 16 rows 1.2 ms, 32 rows 2.0 ms, 64 rows 3.8 ms (bench/README.md). One image in
+# a 4-row pass instead of a 16-row one saves a third of its forward; 1-3 row passes use other
+# kernels (matrix-vector) and do not match, which is why none is smaller than 4.
+
+REFERENCE_ROWS = 16  # the pass every other size must match bit for bit
+PASS_SIZES = (4, 8, 16, 32, 64)  # candidate rows of a pass, ascending; REFERENCE_ROWS among them
+_CHECK_SEED = 20261126  # the random rows of the check (any seed: kernels do not branch on values)
+
+_exact: weakref.WeakKeyDictionary[Generator, dict[int, tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+_exact_lock = threading.Lock()
+
+
 def generate(
     generator: Generator,
     z: torch.Tensor,
     labels: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """(N, noise_dim) CPU noise [+ (N,) labels] -> (N, H, W, C) uint8 images, G in eval mode."""
+    """(N, noise_dim) CPU noise [+ (N,) labels] -> (N, H, W, C) uint8 images, G in eval mode.
+
+    In passes of the fixed sizes above, so each row's bits do not depend on N.
+    """
     was_training = generator.training
-    generator.eval()
+    if was_training:
+        generator.eval()
     try:
-        with torch.inference_mode():
-            y = labels.to(device) if labels is not None else None
-            images = generator(z.to(device), y)
+        return _forward(generator, z, labels, torch.device(device))
     finally:
-        generator.train(was_training)
-    return to_uint8(images)
+        if was_training:
+            generator.train()
 
 
-def make_grid(images: torch.Tensor, nrow: int, padding: int = 1) -> torch.Tensor:
-    """(N, H, W, C) uint8 -> (rows*(H+p)+p, nrow*(W+p)+p, C); nrow = images per row."""
-    n, h, w, c = images.shape
-    if nrow < 1:
-        raise ConfigError("nrow", f"must be at least 1, got {nrow}")
+def _forward(
+    generator: Generator, z: torch.Tensor, labels: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    count = z.shape[0]
+    parts: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for start, size in plan(count, exact_sizes(generator, device)):
+            z_rows = z[start : start + size]
+            y_rows = None if labels is None else labels[start : start + size]
+            rows = z_rows.shape[0]
+            if rows < size:  # pad: same shape, same kernels, same bits
+                z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
+                if y_rows is not None:
+                    y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
+            y_dev = None if y_rows is None else y_rows.to(device)
+            parts.append(to_uint8(generator(z_rows.to(device), y_dev)[:rows]))
+    if not parts:
+        _, h, w = generator.spec.image_shape
+        return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)
+    return torch.cat(parts)
+
+
+def plan(count: int, sizes: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(first row, rows) of the passes over `count` rows, with pass sizes from `sizes` (ascending).
+
+    Passes of the largest size while at least that many rows remain; the rest in one padded
+    pass of the smallest size that holds it (one pass costs less than two smaller ones).
+    """
+    largest = sizes[-1]
+    passes: list[tuple[int, int]] = []
+    start = 0
+    while count - start >= largest:
+        passes.append((start, largest))
+        start += largest
+    if start < count:
+        rest = count - start
+        passes.append((start, next(size for size in sizes if size >= rest)))
+    return passes
+
+
+def exact_sizes(generator: Generator, device: torch.device | str = "cpu") -> tuple[int, ...]:
+    """The sizes of PASS_SIZES whose passes give every row the bits of REFERENCE_ROWS-row passes.
+
+    Measured once per generator and torch thread count (kernels are chosen by shape and
+    threads), on random rows and labels: whole passes, and passes half padded with zeros.
+    Kernels do not branch on values, so equal bits here mean equal bits for every input.
+    """
+    threads = torch.get_num_threads()
+    with _exact_lock:
+        known = _exact.setdefault(generator, {})
+        if threads not in known:
+            known[threads] = tuple(
+                size
+                for size in PASS_SIZES
+                if size == REFERENCE_ROWS or _matches(generator, size, torch.device(device))
+            )
+        return known[threads]
+
+
+def _matches(generator: Generator, size: int, device: torch.device) -> bool:
+    spec = generator.spec
+    rows = max(size, REFERENCE_ROWS) * 2
+    rng = torch.Generator().manual_seed(_CHECK_SEED)
+    z = torch.randn(rows, spec.noise_dim, generator=rng).to(device)
+    y = torch.randint(spec.num_classes, (rows,), generator=rng) if spec.conditional else None
+    y = None if y is None else y.to(device)
+
+    def passes(n: int, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        parts = [
+            generator(z[i : i + n], None if y is None else y[i : i + n])
+            for i in range(0, z.shape[0], n)
+        ]
+        return torch.cat(parts)
+
+    with torch.inference_mode():
+        reference = passes(REFERENCE_ROWS, z, y)
+        if not torch.equal(passes(size, z, y), reference):
+            return False
+        half = size // 2  # a padded pass: its first half real rows, the rest zeros
+        padded_z = torch.cat([z[:half], z.new_zeros(size - half, spec.noise_dim)])
+        padded_y = None if y is None else torch.cat([y[:half], y.new_zeros(size - half)])
+        return torch.equal(generator(padded_z, padded_y)[:half], reference[:half])
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def grid_shape(image_hw: tuple[int, int], n: int, nrow: int) -> tuple[int, int]:
+    """(height, width) of the picture of n images of (H, W), nrow per row (1 image: no grid)."""
+    h, w = image_hw
+    if n == 1:
+        return h, w
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
-    grid = torch.zeros(
-        rows * (h + padding) + padding, cols * (w + padding) + padding, c, dtype=torch.uint8
-    )
-    for i in range(n):
-        r, k = divmod(i, cols)
-        top, left = padding + r * (h + padding), padding + k * (w + padding)
-        grid[top : top + h, left : left + w] = images[i]
+    return rows * (h + GRID_PADDING) + GRID_PADDING, cols * (w + GRID_PADDING) + GRID_PADDING
+
+
+def default_nrow(n: int) -> int:
+    """Images per grid row when none is asked for: a square-ish grid."""
+    return math.ceil(math.sqrt(n))
+
+
+def make_grid(
+    images: torch.Tensor | np.ndarray, nrow: int, padding: int = GRID_PADDING
+) -> np.ndarray:
+    """(N, H, W, C) uint8 -> (rows*(H+p)+p, nrow*(W+p)+p, C) uint8; nrow = images per row.
+
+    Cell i at row i // cols, column i % cols, `padding` zero pixels between and around cells;
+    laid out in a few array operations.
+    """
+    array = images.numpy() if isinstance(images, torch.Tensor) else images
+    if nrow < 1:
+        raise ConfigError("nrow", f"must be at least 1, got {nrow}")
+    n, h, w, c = array.shape
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    cells = np.zeros((rows * cols, h + padding, w + padding, c), dtype=np.uint8)
+    cells[:n, :h, :w] = array
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), np.uint8)
+    body = cells.reshape(rows, cols, h + padding, w + padding, c).transpose(0, 2, 1, 3, 4)
+    grid[padding:, padding:] = body.reshape(rows * (h + padding), cols * (w + padding), c)
     return grid
 
 
-def upscale(image: torch.Tensor, scale: int) -> torch.Tensor:
+def upscale(image: torch.Tensor | np.ndarray, scale: int) -> np.ndarray:
     """(H, W, C) -> (H*scale, W*scale, C), nearest neighbour (keeps pixels crisp)."""
+    array = image.numpy() if isinstance(image, torch.Tensor) else image
     if scale < 1:
         raise ConfigError("scale", f"must be at least 1, got {scale}")
     if scale == 1:
-        return image
-    return image.repeat_interleave(scale, dim=0).repeat_interleave(scale, dim=1)
+        return array
+    return array.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
 def encode_png(image: torch.Tensor | np.ndarray, compress_level: int = 6) -> bytes:
@@ -176,6 +327,18 @@ def encode_png(image: torch.Tensor | np.ndarray, compress_level: int = 6) -> byt
     return buffer.getvalue()
 
 
+def picture_png(images: torch.Tensor | np.ndarray, nrow: int | None, scale: int = 1) -> bytes:
+    """(N, H, W, C) uint8 -> PNG of the one image (N = 1) or of their grid, upscaled."""
+    if len(images) == 1:
+        picture = images[0].numpy() if isinstance(images, torch.Tensor) else images[0]
+    else:
+        picture = make_grid(images, nrow or default_nrow(len(images)))
+    return encode_png(upscale(picture, scale))
+
+
+# ----------------------------------------------------------------------------- the whole way
+
+
 def sample_png(
     generator: Generator,
     seeds: Sequence[int],
@@ -186,12 +349,55 @@ def sample_png(
     scale: int = 1,
     device: torch.device | str = "cpu",
 ) -> bytes:
-    """One PNG for one seed, or a grid of nrow images per row for several."""
+    """One PNG for one seed, or a grid of nrow images per row for several (CLI and API)."""
+    images = torch.cat(
+        [chunk for chunk, _ in sample_images(generator, seeds, labels, truncation, device=device)]
+    )
+    return picture_png(images, nrow, scale)
+
+
+def sample_images(
+    generator: Generator,
+    seeds: Sequence[int],
+    labels: Sequence[int | None] | None = None,
+    truncation: float | None = None,
+    chunk: int = SAMPLE_CHUNK,
+    device: torch.device | str = "cpu",
+) -> Iterator[tuple[torch.Tensor, list[int] | None]]:
+    """(images (n, H, W, C) uint8, their labels or None) for consecutive chunks of `seeds`.
+
+    Chunks bound the memory of a long run of seeds (bulk export); they do not change bits.
+    """
+    for start in range(0, len(seeds), chunk):
+        part = seeds[start : start + chunk]
+        part_labels = None if labels is None else list(labels[start : start + chunk])
+        z, y = make_noise(part, generator.spec, truncation, part_labels)
+        yield generate(generator, z, y, device), (None if y is None else y.tolist())
+
+
+def interpolation_png(
+    generator: Generator,
+    seed_a: int,
+    seed_b: int,
+    steps: int,
+    *,
+    label: int | None = None,
+    truncation: float | None = None,
+    scale: int = 1,
+    device: torch.device | str = "cpu",
+) -> bytes:
+    """A one-row strip from seed_a's image to seed_b's (slerp for normal noise, lerp uniform).
+
+    A conditional model keeps one class along the strip: `label`, or seed_a's own class.
+    """
     spec = generator.spec
-    z, y = make_noise(seeds, spec, truncation, labels)
-    images = generate(generator, z, y, device)
-    if len(seeds) == 1:
-        picture = images[0]
-    else:
-        picture = make_grid(images, nrow or math.ceil(math.sqrt(len(seeds))))
-    return encode_png(upscale(picture, scale))
+    z = interpolation_noise(seed_a, seed_b, steps, spec, truncation)
+    y = None
+    if spec.conditional:
+        if label is None:
+            _, drawn = make_noise([seed_a], spec, truncation)
+            assert drawn is not None
+            label = int(drawn[0])
+        y = torch.full((steps,), label, dtype=torch.long)
+    strip = make_grid(generate(generator, z, y, device), steps)
+    return encode_png(upscale(strip, scale))

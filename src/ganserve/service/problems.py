@@ -8,7 +8,6 @@ from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ganserve.gan.errors import CheckpointError, ConfigError, DatasetError, GanError
 from ganserve.service.errors import ServiceError
-from ganserve.store.db import outage_of
+from ganserve.store.db import DriverError, outage_of
 from ganserve.store.errors import (
     DatabaseUnavailableError,
     InvalidValueError,
@@ -160,7 +159,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service)
     app.add_exception_handler(GanError, _lower_layer)
     app.add_exception_handler(StoreError, _lower_layer)
-    app.add_exception_handler(sqlalchemy.exc.SQLAlchemyError, _database)
+    app.add_exception_handler(DriverError, _database)
     for broker_error in (
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,

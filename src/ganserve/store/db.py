@@ -22,6 +22,9 @@ from ganserve.store.errors import DatabaseUnavailableError, InvalidValueError
 
 # Milliseconds a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The base class of every error the SQL layer raises: what the API maps (an outage: a 503),
+# named here so that no layer above the store imports sqlalchemy.
+DriverError = exc.SQLAlchemyError
 
 
 def normalize_url(url: str) -> str:

@@ -8,6 +8,11 @@ A model exists while it has at least one live (not deleted) version.
 Aliases: `latest` is implicit (the newest live version) and cannot be set or deleted; other
 aliases (`production`, `best`, ...) are stored, and removed when their version is deleted.
 
+A version reference ("3", "v3", "latest", "best") is read in one place: `version_number`
+(a number or None), `is_pinned` (a number: its bytes never change), `resolve` (the full
+read, errors naming what exists) and `find_live` (the same reading in one lean query, for
+the sampling hot path).
+
 Return types: single versions are ORM `ModelVersion` objects (sessions from
 `make_session_factory` keep them readable after commit); whole models are frozen dataclasses
 (`ModelSummary`, `ModelDetail`). Functions flush; the caller commits.
@@ -23,9 +28,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Integer,
     String,
     Text,
+    bindparam,
     delete,
     exists,
     func,
@@ -42,7 +49,38 @@ from ganserve.store.names import validate_alias, validate_model_name
 from ganserve.store.tables import JSONType, ModelAlias, ModelVersion, UTCDateTime, utcnow
 
 LATEST = "latest"
-_VERSION_REF = re.compile(r"^v?([0-9]{1,9})$")
+_VERSION_REF = re.compile(r"^v?([0-9]{1,9})$")  # a version number: "3", "v3", " V3 "
+
+# find_live's three lean queries: the live row's id, number and folder, nothing parsed.
+_ROW = select(ModelVersion.id, ModelVersion.version, ModelVersion.artifact_path)
+_BY_NUMBER = _ROW.where(
+    ModelVersion.name == bindparam("name"),
+    ModelVersion.version == bindparam("version"),
+    ModelVersion.deleted_at.is_(None),
+)
+_LATEST = (
+    _ROW.where(ModelVersion.name == bindparam("name"), ModelVersion.deleted_at.is_(None))
+    .order_by(ModelVersion.version.desc())
+    .limit(1)
+)
+_BY_ALIAS = _ROW.join(
+    ModelAlias,
+    (ModelAlias.name == ModelVersion.name) & (ModelAlias.version == ModelVersion.version),
+).where(
+    ModelAlias.name == bindparam("name"),
+    ModelAlias.alias == bindparam("alias"),
+    ModelVersion.deleted_at.is_(None),
+)
+
+
+@dataclass(frozen=True)
+class LiveRow:
+    """The live registry row a version reference names, as `find_live` reads it."""
+
+    id: int  # the row's primary key: a row's description never changes
+    name: str
+    version: int
+    artifact_path: str  # relative to the artifacts dir
 
 
 @dataclass(frozen=True)
@@ -220,11 +258,40 @@ def get_version(
     return found
 
 
+def version_number(ref: str) -> int | None:
+    """The number a version reference names ("3", "v3"); None for an alias."""
+    match = _VERSION_REF.fullmatch(ref.strip().lower()) if isinstance(ref, str) else None
+    return None if match is None else int(match.group(1))
+
+
+def is_pinned(ref: str) -> bool:
+    """Whether `ref` names a version by number (what it names never changes), not an alias."""
+    return version_number(ref) is not None
+
+
+def find_live(connection: Connection, name: str, ref: str) -> LiveRow | None:
+    """The live row `ref` names, in one lean query; None where `resolve` would raise.
+
+    The same reading of `ref` as `resolve`: a number, `latest` (the newest live version) or
+    a stored alias. Nothing else is read, so a caller that keeps what it parsed from a row
+    (by `LiveRow.id`) answers a known row without the ORM.
+    """
+    number = version_number(ref)
+    if number is not None:
+        statement, params = _BY_NUMBER, {"name": name, "version": number}
+    elif ref == LATEST:
+        statement, params = _LATEST, {"name": name}
+    else:
+        statement, params = _BY_ALIAS, {"name": name, "alias": ref}
+    row = connection.execute(statement, params).first()
+    return None if row is None else LiveRow(int(row[0]), name, int(row[1]), str(row[2]))
+
+
 def resolve(session: Session, name: str, ref: str) -> ModelVersion:
     """The live version `ref` names: a number ("3" or "v3") or an alias ("latest", "best")."""
-    match = _VERSION_REF.fullmatch(ref.strip().lower()) if isinstance(ref, str) else None
-    if match:
-        return get_version(session, name, int(match.group(1)))
+    number = version_number(ref)
+    if number is not None:
+        return get_version(session, name, number)
     versions = _live_versions(session, name)
     if not versions:
         raise _model_not_found(name)

@@ -134,7 +134,7 @@ class _ScrapeCollector(Collector):
             "ganserve_generator_cache_evictions", "Generators dropped from a full cache."
         )
         evictions.add_metric([], cache.evictions)
-        coalescing = cache.batchers.stats
+        coalescing = self.context.batchers.stats
         batches = CounterMetricFamily(
             "ganserve_sample_batches",
             "Coalesced samples.png batches: trips to the thread pool, each one forward.",

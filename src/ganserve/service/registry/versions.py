@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, EXPORT_WEIGHTS
 from ganserve.gan.config import ModelSpec
@@ -25,9 +25,6 @@ from ganserve.service.registry.schemas import (
 )
 from ganserve.store import ArtifactStore, ModelVersion, RecordNotFoundError, Session, StoreError
 from ganserve.store import registry as store_registry
-
-if TYPE_CHECKING:
-    from ganserve.service.sampling.generator_cache import GeneratorCache
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +74,16 @@ def resolve_version(session: Session, name: str, ref: str) -> ModelVersion:
         return store_registry.resolve(session, name, ref)
 
 
-def delete_version(
-    session: Session,
-    artifacts: ArtifactStore,
-    generators: GeneratorCache,
-    name: str,
-    version: int,
-) -> None:
-    """Soft-delete a version (its number is never reused), drop it from the cache, remove its
-    exported files. `latest` then names the newest remaining version."""
+def delete_version(session: Session, artifacts: ArtifactStore, name: str, version: int) -> None:
+    """Soft-delete a version (its number is never reused) and remove its exported files.
+
+    `latest` then names the newest remaining version. The route drops it from the API's
+    generator cache.
+    """
     with explain_not_found(session):
         row = store_registry.delete_version(session, name, version)
     shared = _folder_still_used(session, name, row.artifact_path)
     session.commit()
-    generators.invalidate(name, version)
     if not shared:
         _remove_export(artifacts, row.artifact_path)
 

@@ -1,6 +1,8 @@
 """Routes: the model registry and sampling (DESIGN §4 Models, §8).
 
-Logic lives in service.registry (versions, aliases) and service.sampling (images).
+Logic lives in service.registry (versions, aliases) and service.sampling (images); a route
+validates, calls one function and maps its result. Deleting a version drops it from the
+generator cache here, so the registry logic knows nothing of the cache.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from ganserve.service.registry.schemas import (
     VersionOut,
 )
 from ganserve.service.sampling import answer as sampling
+from ganserve.service.sampling.caching import Rendered
+from ganserve.service.sampling.limits import MAX_STEPS, MIN_STEPS
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -70,7 +74,7 @@ Scale = Annotated[int, Query(ge=1, description=_SCALE)]
 IfNoneMatch = Annotated[str | None, Header()]
 
 
-def _response(rendered: sampling.Rendered) -> Response:
+def _response(rendered: Rendered) -> Response:
     return Response(
         rendered.body,
         status_code=rendered.status,
@@ -138,6 +142,7 @@ async def samples_png(name: ModelName, request: Request) -> Response:
     query = _samples_query(request)
     rendered = await sampling.samples_png(
         context.generators,
+        context.batchers,
         settings,
         name,
         seed=query.seed,
@@ -181,7 +186,8 @@ def delete_version(
     artifacts: ArtifactsDep,
     generators: GeneratorsDep,
 ) -> Response:
-    registry.delete_version(session, artifacts, generators, name, version)
+    registry.delete_version(session, artifacts, name, version)
+    generators.invalidate(name, version)  # committed: no request loads it again
     return Response(status_code=204)
 
 
@@ -249,16 +255,14 @@ async def interpolation_png(
     settings: SettingsDep,
     seed_a: Annotated[int, Query(ge=0, le=MAX_SEED, description="First image's seed.")],
     seed_b: Annotated[int, Query(ge=0, le=MAX_SEED, description="Last image's seed.")],
-    steps: Annotated[
-        int, Query(ge=sampling.MIN_STEPS, le=sampling.MAX_STEPS, description="Images.")
-    ] = 8,
+    steps: Annotated[int, Query(ge=MIN_STEPS, le=MAX_STEPS, description="Images.")] = 8,
     label: Label = None,
     truncation: Truncation = None,
     version: VersionRef = "latest",
     scale: Scale = 1,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    rendered = await sampling.interpolation_png(
+    rendered = await sampling.interpolation(
         generators,
         settings,
         name,

@@ -1,15 +1,14 @@
 """Loaded generators of one API process: resolved through the registry on every call, kept LRU.
 
-`get(name, ref)` reads the registry each time (one small query: `resolve`), so a moved alias
-or a newly registered `latest` is served at once, then returns the generator of the version it
-names from a least-recently-used map of `capacity` entries. A miss loads the exported generator
-(safetensors + JSON, never pickle) in a worker thread, never on the event loop; a per-key lock
-makes concurrent first requests for one version load it once.
+`resolve(name, ref)` reads the registry each time (one lean query, `store.registry.find_live`),
+so a moved alias or a newly registered `latest` is served at once; `loaded(resolved)` returns
+the generator of that version from a least-recently-used map of `capacity` entries, loading
+the exported generator (safetensors + JSON, never pickle) on a miss. Both are synchronous and
+thread-safe: the sampling routes call them from the thread pool, never on the event loop, and
+a per-version lock makes concurrent first requests for one version load it once.
 
-The sampling routes use the two halves separately: `resolve` and `lookup` are synchronous and
-thread-safe, so a request that hits the cache resolves, validates and renders in one trip to
-the thread pool; only a miss comes back to the event loop to `load`. Concurrent PNG requests
-share that trip: `batchers` holds one `batching.Batcher` per model name (service.sampling).
+The registry routes call `invalidate` when a version is deleted; the cache imports nothing of
+them.
 """
 
 from __future__ import annotations
@@ -17,52 +16,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import anyio.to_thread
-from sqlalchemy import bindparam, select
 
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, load_generator
 from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import CheckpointError
 from ganserve.gan.models import Generator
 from ganserve.service.registry import versions as registry
-from ganserve.service.sampling.batching import Batchers
 from ganserve.store import Store
 from ganserve.store import registry as store_registry
-from ganserve.store.tables import ModelAlias, ModelVersion
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]  # (model name, version)
-RowKey = tuple[int, str, int, str]  # a registry row: (id, model name, version, artifact path)
 
 _RESOLVED_ROWS = 1024  # registry rows whose parsed description is kept
-_VERSION_REF = re.compile(r"^v?([0-9]{1,9})$")  # a version number, as store.registry reads it
-_ROW = select(ModelVersion.id, ModelVersion.version, ModelVersion.artifact_path)
-_BY_NUMBER = _ROW.where(
-    ModelVersion.name == bindparam("name"),
-    ModelVersion.version == bindparam("version"),
-    ModelVersion.deleted_at.is_(None),
-)
-_LATEST = (
-    _ROW.where(ModelVersion.name == bindparam("name"), ModelVersion.deleted_at.is_(None))
-    .order_by(ModelVersion.version.desc())
-    .limit(1)
-)
-_BY_ALIAS = _ROW.join(
-    ModelAlias,
-    (ModelAlias.name == ModelVersion.name) & (ModelAlias.version == ModelVersion.version),
-).where(
-    ModelAlias.name == bindparam("name"),
-    ModelAlias.alias == bindparam("alias"),
-    ModelVersion.deleted_at.is_(None),
-)
 
 
 @dataclass(frozen=True)
@@ -108,10 +81,9 @@ class GeneratorCache:
         self.loads = 0  # generators loaded from their files
         self.evictions = 0  # generators dropped because the cache was full
         self._entries: OrderedDict[Key, CachedGenerator] = OrderedDict()
-        self._guard = threading.Lock()  # _entries and the counters (threads and the loop)
-        self._load_locks: dict[Key, anyio.Lock] = {}  # event loop only
-        self._resolved: OrderedDict[RowKey, ResolvedVersion] = OrderedDict()  # by registry row
-        self.batchers = Batchers()  # coalesced sampling requests, by model name; event loop only
+        self._guard = threading.Lock()  # _entries, _load_locks and the counters
+        self._load_locks: dict[Key, threading.Lock] = {}  # one per version being loaded
+        self._resolved: OrderedDict[int, ResolvedVersion] = OrderedDict()  # by registry row id
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -121,52 +93,39 @@ class GeneratorCache:
 
     async def get(self, name: str, ref: str) -> CachedGenerator:
         """The generator of the live version `ref` ("3", "latest", an alias) of model `name`."""
-        resolved = await anyio.to_thread.run_sync(self.resolve, name, ref)
-        return self.lookup(resolved) or await self.load(resolved)
+        return await anyio.to_thread.run_sync(self.get_sync, name, ref)
+
+    def get_sync(self, name: str, ref: str) -> CachedGenerator:
+        """`get`, blocking: call it from a thread."""
+        return self.loaded(self.resolve(name, ref))
 
     def resolve(self, name: str, ref: str) -> ResolvedVersion:
         """Read the registry (blocking: call it from a thread); NotFoundError names what exists.
 
-        One lean query finds the live row `ref` names (id, number, folder); a row seen before
-        is answered from memory, since a registered row's description never changes. Anything
-        else (a new row, no row) takes the full path, which parses the description, or
-        raises the NotFoundError that lists the versions and aliases there are.
+        One lean query finds the live row `ref` names (`store.registry.find_live`); a row seen
+        before is answered from memory, since a registered row's description never changes.
+        Anything else (a new row, no row) takes the full path, which parses the description,
+        or raises the NotFoundError that lists the versions and aliases there are.
         """
-        found = self._find_live(name, ref)
+        with self.store.engine.connect() as connection:
+            found = store_registry.find_live(connection, name, ref)
         if found is not None:
             with self._guard:
-                known = self._resolved.get(found)
-                if known is not None:
-                    self._resolved.move_to_end(found)
+                known = self._resolved.get(found.id)
+                if known is not None and known.artifact_path == found.artifact_path:
+                    self._resolved.move_to_end(found.id)
                     return known
-        resolved, row_key = self._resolve_row(name, ref)
+        resolved, row_id = self._resolve_row(name, ref)
         with self._guard:
-            self._resolved[row_key] = resolved
+            self._resolved[row_id] = resolved
             while len(self._resolved) > _RESOLVED_ROWS:
                 self._resolved.popitem(last=False)
         return resolved
 
-    def _find_live(self, name: str, ref: str) -> RowKey | None:
-        """(id, name, number, folder) of the live version `ref` names; None if there is none.
-
-        The same reading of `ref` as store.registry.resolve: a number ("3", "v3"), `latest`
-        (the newest live version) or a stored alias.
-        """
-        number = _VERSION_REF.fullmatch(ref.strip().lower())
-        if number is not None:
-            statement, params = _BY_NUMBER, {"name": name, "version": int(number.group(1))}
-        elif ref == store_registry.LATEST:
-            statement, params = _LATEST, {"name": name}
-        else:
-            statement, params = _BY_ALIAS, {"name": name, "alias": ref}
-        with self.store.engine.connect() as connection:
-            row = connection.execute(statement, params).first()
-        return None if row is None else (int(row[0]), name, int(row[1]), str(row[2]))
-
-    def _resolve_row(self, name: str, ref: str) -> tuple[ResolvedVersion, RowKey]:
+    def _resolve_row(self, name: str, ref: str) -> tuple[ResolvedVersion, int]:
         with self.store.session() as session:
             row = registry.resolve_version(session, name, ref)
-            row_key = (row.id, row.name, row.version, row.artifact_path)
+            row_id = row.id
             name, version, path = row.name, row.version, row.artifact_path
             description = dict(row.description or {})
         if "spec" not in description or "sha256" not in description:
@@ -177,7 +136,7 @@ class GeneratorCache:
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"model {name!r} v{version} has an unusable spec: {exc}") from exc
         resolved = ResolvedVersion(name, version, path, spec, description, _identity(description))
-        return resolved, row_key
+        return resolved, row_id
 
     def lookup(self, resolved: ResolvedVersion, requests: int = 1) -> CachedGenerator | None:
         """The loaded generator of `resolved`, marked most recently used; None if not loaded.
@@ -192,21 +151,27 @@ class GeneratorCache:
             self.hits += requests
             return entry
 
-    async def load(self, resolved: ResolvedVersion) -> CachedGenerator:
-        """Load `resolved` (once, however many requests ask at the same time) and cache it."""
+    def loaded(self, resolved: ResolvedVersion, requests: int = 1) -> CachedGenerator:
+        """The generator of `resolved`, loaded on a miss (blocking: call it from a thread).
+
+        Concurrent calls for one version load it once: the others wait for that load and
+        count as hits. `requests`: how many requests it serves (a batch counts each).
+        """
+        entry = self.lookup(resolved, requests)
+        if entry is not None:
+            return entry
         key = resolved.key
-        lock = self._load_locks.setdefault(key, anyio.Lock())
-        try:
-            async with lock:
-                entry = self.lookup(resolved)  # loaded by the request we waited for
-                if entry is not None:
-                    return entry
-                entry = await anyio.to_thread.run_sync(self._load_files, resolved)
+        with self._guard:
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        with lock:
+            entry = self.lookup(resolved, requests)  # loaded by the call we waited for
+            if entry is None:
+                entry = self._load_files(resolved)
                 self._insert(entry)
-                return entry
-        finally:
-            if not lock.locked() and lock.statistics().tasks_waiting == 0:
-                self._load_locks.pop(key, None)
+        with self._guard:
+            if self._load_locks.get(key) is lock and not lock.locked():
+                del self._load_locks[key]
+        return entry
 
     def invalidate(self, name: str, version: int) -> bool:
         """Forget a version (it was deleted); True if it was loaded."""
