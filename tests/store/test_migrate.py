@@ -17,13 +17,16 @@ def test_upgrade_is_idempotent(empty_db_url: str) -> None:
     assert current_revision(empty_db_url) is None
     upgrade_database(empty_db_url)
     upgrade_database(empty_db_url)
-    assert current_revision(empty_db_url) == head_revision() == "0001"
+    assert current_revision(empty_db_url) == head_revision() == "0002"
     engine = make_engine(empty_db_url)
     try:
         tables = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    assert tables == {"alembic_version", "jobs", "model_versions", "model_aliases", "metric_points"}
+    assert tables == {
+        "alembic_version", "jobs", "model_versions", "model_aliases", "metric_points",
+        "idempotency_keys",
+    }  # fmt: skip
 
 
 def test_migrated_schema_matches_metadata(db_url: str) -> None:

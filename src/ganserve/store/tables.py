@@ -1,4 +1,4 @@
-"""SQL tables: training jobs, registered model versions, aliases and metric history.
+"""SQL tables: jobs, model versions, aliases, metric history and idempotency keys.
 
 Datetimes are timezone-aware UTC on every backend (SQLite stores naive UTC text; the
 `UTCDateTime` type converts on the way in and out). JSON columns use `sqlalchemy.JSON`,
@@ -195,3 +195,22 @@ class MetricPoint(Base):
     # E.g. the feature extractor's identity and sample counts of an FD/KID value.
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key on a creating route, with what the first request made.
+
+    `scope` is the route ("jobs", "datasets"); `fingerprint` the sha256 of the request as
+    understood (the validated spec; the upload's name, options and bytes); `resource` the
+    id of what it created. Kept until `expires_at` (GANSERVE_IDEMPOTENCY_TTL_S).
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()

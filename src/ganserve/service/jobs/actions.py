@@ -8,6 +8,7 @@ sees the change, and the broker never hears of a job the database does not hold.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import cast
 
 import anyio.to_thread
 import redis.asyncio
+from sqlalchemy.exc import IntegrityError
 
 from ganserve.service.jobs.events import announce_status
 from ganserve.service.jobs.queue import TrainingQueue
@@ -28,6 +30,7 @@ from ganserve.service.schemas import (
     ModelRef,
 )
 from ganserve.store import ArtifactStore, Job, Session, Store
+from ganserve.store import idempotency as key_store
 from ganserve.store import jobs as job_store
 from ganserve.store import metrics as metric_store
 from ganserve.store.errors import InvalidValueError, RecordNotFoundError
@@ -45,19 +48,68 @@ def get_job(session: Session, job_id: str) -> Job:
     return job_store.get_job(session, job_id)
 
 
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's Idempotency-Key and how long it is remembered (seconds)."""
+
+    key: str
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    replayed: bool  # True: the key was seen with this spec; `job` is the first submit's
+
+
+def spec_fingerprint(spec: TrainSpec) -> str:
+    """sha256 of the spec as validated (so formatting and key order do not matter)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def submit_job(
-    session: Session, queue: TrainingQueue, spec: TrainSpec, data_dir: Path, max_attempts: int
-) -> Job:
+    session: Session,
+    queue: TrainingQueue,
+    spec: TrainSpec,
+    data_dir: Path,
+    max_attempts: int,
+    idempotency: Idempotency | None = None,
+) -> Submitted:
     """Validate `spec`, store a queued job, commit, then send its task to the broker.
 
-    If the broker refuses, the job stays queued (committed) and the reaper resends it.
+    If the broker refuses, the job stays queued (committed) and the reaper resends it. With
+    an idempotency key seen before (same spec), the first job is returned and nothing is
+    queued; with the same key and another spec, StateConflictError (409).
     """
     config = spec.to_config()
     check_against_dataset(config, data_dir)
+    fingerprint = spec_fingerprint(spec)
+    if idempotency is not None:
+        first = key_store.recall(session, "jobs", idempotency.key, fingerprint)
+        if first is not None:
+            return Submitted(job_store.get_job(session, first.resource), replayed=True)
     job = job_store.create_job(
         session, spec.model_name, config.to_dict(), config.steps, max_attempts=max_attempts
     )
-    session.commit()
+    try:
+        if idempotency is not None:  # committed with the job, or neither is
+            key_store.remember(
+                session, "jobs", idempotency.key, fingerprint, job.id, idempotency.ttl_s
+            )
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its job.
+        session.rollback()
+        assert idempotency is not None
+        first = key_store.recall(session, "jobs", idempotency.key, fingerprint)
+        if first is None:
+            raise
+        return Submitted(job_store.get_job(session, first.resource), replayed=True)
+    return Submitted(_enqueue(session, queue, job), replayed=False)
+
+
+def _enqueue(session: Session, queue: TrainingQueue, job: Job) -> Job:
     try:
         queue.enqueue(job.id)
     except Exception as error:  # any broker failure: the committed job waits for a resend

@@ -55,7 +55,13 @@ _AUTH: dict[int | str, dict[str, Any]] = {
     status_code=202,
     dependencies=[MutatingAuth],
     responses={
+        200: {
+            "description": "A retry: this Idempotency-Key was seen with this spec; the job "
+            "it created (header Idempotent-Replayed: true).",
+            "model": JobOut,
+        },
         **_AUTH,
+        409: {"description": "This Idempotency-Key was used with a different spec."},
         422: {"description": "A spec field is invalid: `field` names it, `detail` says why."},
     },
     summary="Submit a training job",
@@ -66,11 +72,30 @@ def submit_job(
     session: SessionDep,
     queue: QueueDep,
     settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Any unique string (a UUID): a retry with the same key and spec gets "
+            "the first job back (200) instead of a second job; kept "
+            "GANSERVE_IDEMPOTENCY_TTL_S seconds (default one day).",
+        ),
+    ] = None,
 ) -> JobOut:
     """Validate the spec (dataset included), queue the job and return it; `Location` names it."""
-    job = jobs.submit_job(session, queue, spec, settings.data_dir, settings.max_job_attempts)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return jobs.job_view(job)
+    idempotency = (
+        None
+        if idempotency_key is None
+        else jobs.Idempotency(idempotency_key, settings.idempotency_ttl_s)
+    )
+    submitted = jobs.submit_job(
+        session, queue, spec, settings.data_dir, settings.max_job_attempts, idempotency
+    )
+    response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
+    if submitted.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return jobs.job_view(submitted.job)
 
 
 @router.get("", summary="List jobs, newest first")
