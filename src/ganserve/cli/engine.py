@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,10 +38,10 @@ def _option_help(declared: ConfigField) -> str:
     return f"{declared.help} Range: {bracket}{low}, {high}]."
 
 
-def _config_options() -> list[inspect.Parameter]:
-    """One `--option` per declared TrainConfig field (gan/config.py), in declaration order."""
+def config_options(fields: Sequence[ConfigField]) -> list[inspect.Parameter]:
+    """One `--option` per declared config field (gan/config.py), in declaration order."""
     parameters = []
-    for declared in CONFIG_FIELDS:
+    for declared in fields:
         kind: Any = declared.type | None if declared.optional else declared.type
         metavar = f"[{'|'.join(declared.choices)}]" if declared.choices else None
         flag = declared.name.replace("_", "-")
@@ -98,25 +99,40 @@ def train_command(out: Path, data_dir: Path = Path("ganserve-data"), **options: 
     console.print(f"step {result.state.step}: checkpoint {result.checkpoint}, generator in {out}")
 
 
-# typer reads the options from the signature: --out and --data-dir, then every config field.
-_TRAIN_PARAMETERS = [
-    inspect.Parameter(
-        "out",
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=Annotated[
-            Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")
-        ],
-    ),
-    *_config_options(),
-    inspect.Parameter(
-        "data_dir",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=Path("ganserve-data"),
-        annotation=DataDirOption,
-    ),
-]
-train_command.__signature__ = inspect.Signature(_TRAIN_PARAMETERS)  # type: ignore[attr-defined]
-train_command.__annotations__ = {p.name: p.annotation for p in _TRAIN_PARAMETERS}
+def with_config_options(
+    command: Callable[..., None],
+    fields: Sequence[ConfigField],
+    before: Sequence[inspect.Parameter] = (),
+    after: Sequence[inspect.Parameter] = (),
+) -> Callable[..., None]:
+    """`command` with the signature typer reads: `before`, an option per field, `after`."""
+    parameters = [*before, *config_options(fields), *after]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
+with_config_options(
+    train_command,
+    CONFIG_FIELDS,
+    before=[
+        inspect.Parameter(
+            "out",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[
+                Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")
+            ],
+        )
+    ],
+    after=[
+        inspect.Parameter(
+            "data_dir",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=Path("ganserve-data"),
+            annotation=DataDirOption,
+        )
+    ],
+)
 
 
 def sample_command(

@@ -129,7 +129,7 @@ class ConfigField:
     api: str | None = None  # its HTTP name where it differs: "noise.dim", "betas.0"
     basic: bool = False  # among the first fields a person sets (the web form's top part)
     check: Callable[[str, Any], None] | None = None  # a check of its own, instead of the type's
-    # Filled in from the dataclass by `_declared()`:
+    # Filled in from the dataclass by `declared_fields()`:
     name: str = ""
     type: type = object  # int, float, bool or str
     optional: bool = False  # None is valid too (`str | None`)
@@ -346,8 +346,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _declared(cls: type[Any]) -> tuple[ConfigField, ...]:
-    """The dataclass's fields with their declarations, name, type and default filled in."""
+def declared_fields(cls: type[Any]) -> tuple[ConfigField, ...]:
+    """A config dataclass's fields: their `setting()` declarations, name, type and default."""
     hints = typing.get_type_hints(cls)
     result = []
     for item in dataclasses.fields(cls):
@@ -368,7 +368,7 @@ def _declared(cls: type[Any]) -> tuple[ConfigField, ...]:
     return tuple(result)
 
 
-CONFIG_FIELDS = _declared(TrainConfig)
+CONFIG_FIELDS = declared_fields(TrainConfig)
 # Fields that may differ between a checkpoint and the config resuming from it.
 RESUMABLE_CHANGES = frozenset(f.name for f in CONFIG_FIELDS if f.resumable)
 

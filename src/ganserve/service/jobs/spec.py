@@ -19,6 +19,7 @@ image size fail here rather than on the worker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -75,10 +76,10 @@ def _annotated(declared: ConfigField, **extra: Any) -> Any:
     return Annotated[kind, info]
 
 
-def _spec_fields() -> dict[str, Any]:
+def _spec_fields(fields: Sequence[ConfigField]) -> dict[str, Any]:
     """create_model's field definitions, in declaration order, nested where `api` says."""
     groups: dict[str, list[ConfigField]] = {}
-    for declared in CONFIG_FIELDS:
+    for declared in fields:
         groups.setdefault(declared.api_name.split(".")[0], []).append(declared)
     definitions: dict[str, Any] = {}
     for key, members in groups.items():
@@ -178,16 +179,19 @@ class _SpecBase(BaseModel):
         return cls.model_validate({"name": name, **_api_shape(values)})
 
 
+def spec_model(fields: Sequence[ConfigField], name: str = "TrainSpec") -> type[_SpecBase]:
+    """The HTTP body model of these declared fields (`name` first, then each field)."""
+    model: type[_SpecBase] = create_model(
+        name, __base__=_SpecBase, __doc__=_SpecBase.__doc__, __module__=__name__,
+        **_spec_fields(fields),
+    )  # fmt: skip
+    return model
+
+
 if TYPE_CHECKING:
     TrainSpec = _SpecBase
 else:
-    TrainSpec = create_model(
-        "TrainSpec",
-        __base__=_SpecBase,
-        __doc__=_SpecBase.__doc__,
-        __module__=__name__,
-        **_spec_fields(),
-    )
+    TrainSpec = spec_model(CONFIG_FIELDS)
 
 
 def _renamed(error: ConfigError) -> ConfigError:
