@@ -55,4 +55,6 @@ def test_lists_uploaded_packed_datasets(client: TestClient, settings: Settings) 
     }  # fmt: skip
     assert datasets["broken"]["available"] is False and datasets["broken"]["hint"]
     assert "Not Valid" not in datasets
-    assert list(datasets) == ["digits", "mnist", "fashion-mnist", "cifar10", "broken", "faces"]
+    assert list(datasets) == [
+        "digits", "mnist", "fashion-mnist", "cifar10", "digits-on-colour", "broken", "faces",
+    ]  # fmt: skip

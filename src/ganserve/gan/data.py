@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 from ganserve.gan.errors import DatasetError
 from ganserve.gan.files import atomic_writer
 
-BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "digits-on-colour")
 IDX_DATASETS = ("mnist", "fashion-mnist")
 DEFAULT_DATA_DIR = Path("ganserve-data")  # used when no data dir is given (as in settings)
 UPLOAD_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -83,6 +83,7 @@ _BUILTIN_FACTS: dict[str, tuple[int, int, tuple[str, ...], int]] = {
     "mnist": (28, 1, MNIST_CLASSES, 60000),
     "fashion-mnist": (28, 1, FASHION_MNIST_CLASSES, 60000),
     "cifar10": (32, 3, CIFAR10_CLASSES, 50000),
+    "digits-on-colour": (32, 3, MNIST_CLASSES, 1797),
 }
 
 
@@ -232,6 +233,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> ImageDataset:
     """A built-in dataset by name, or else the uploaded one stored under `data_dir`."""
     if name == "digits":
         return load_digits()
+    if name == "digits-on-colour":
+        return load_digits_on_colour()
     root = _data_dir(data_dir)
     if name in IDX_DATASETS:
         return load_idx_dataset(name, dataset_folder(root, name))
@@ -254,6 +257,8 @@ def describe_dataset(name: str, data_dir: str | Path | None = None) -> dict[str,
         try:
             if name == "digits":
                 _digits_file()
+            elif name == "digits-on-colour":
+                _photo_files()  # checks the digits file too
             elif name in IDX_DATASETS:
                 size = _idx_count(name, dataset_folder(root, name))
             else:
@@ -340,6 +345,66 @@ def load_digits() -> ImageDataset:
         torch.from_numpy(images),
         torch.from_numpy(labels.astype(np.int64)),
         MNIST_CLASSES,
+    )
+
+
+# --- digits on colour (the MNIST-M construction, from files scikit-learn ships) ------------
+
+COLOUR_DIGITS_SIZE = 32  # px: large enough for the photographs' texture to show
+COLOUR_DIGITS_SEED = 20170330  # fixed: the dataset is the same everywhere
+PHOTO_FILES = ("china.jpg", "flower.jpg")  # sklearn.datasets.load_sample_images' two photos
+
+
+def _photo_files() -> tuple[Path, ...]:
+    folder = _digits_file().parent.parent / "images"
+    paths = tuple(folder / name for name in PHOTO_FILES)
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise DatasetError(
+            f"the sample photographs of scikit-learn are missing ({', '.join(missing)}); "
+            "reinstall it with `pip install --force-reinstall scikit-learn`"
+        )
+    return paths
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, s, s) uint8 -> (N, C, size, size) uint8, bilinear (antialiased when shrinking)."""
+    x = torch.nn.functional.interpolate(
+        images.float(), size=(size, size), mode="bilinear", align_corners=False,
+        antialias=size < images.shape[2],
+    )  # fmt: skip
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def load_digits_on_colour() -> ImageDataset:
+    """The 1,797 digits at 32x32 RGB, each blended over a patch of a photograph (MNIST-M).
+
+    Digit i (upscaled bilinearly to 32x32, 0..255) is combined with a 32x32 patch p_i of one
+    of scikit-learn's two sample photographs as |p_i - digit_i| per channel (Ganin et al.
+    2016): the background keeps the photo's colour and texture, the strokes invert it.
+    Photo, and patch corner, come from numpy's PCG64 seeded with COLOUR_DIGITS_SEED, in
+    image order: the dataset is a pure function of the two files. Labels are the digits'.
+    """
+    digits = load_digits()
+    strokes = resize_images(digits.images, COLOUR_DIGITS_SIZE).numpy().astype(np.int16)
+    photos = []
+    for path in _photo_files():
+        try:
+            with Image.open(path) as image:
+                photos.append(np.asarray(image.convert("RGB"), dtype=np.int16))  # (H, W, 3)
+        except _DECODE_ERRORS as error:
+            raise DatasetError(f"cannot read the sample photograph {path}: {error}") from error
+    rng = np.random.Generator(np.random.PCG64(COLOUR_DIGITS_SEED))
+    size = COLOUR_DIGITS_SIZE
+    out = np.empty((len(digits), 3, size, size), dtype=np.uint8)
+    for i in range(len(digits)):
+        photo = photos[int(rng.integers(len(photos)))]
+        top = int(rng.integers(photo.shape[0] - size + 1))
+        left = int(rng.integers(photo.shape[1] - size + 1))
+        patch = photo[top : top + size, left : left + size].transpose(2, 0, 1)  # (3, s, s)
+        out[i] = np.abs(patch - strokes[i]).astype(np.uint8)  # (1, s, s) broadcast over RGB
+    return ImageDataset(
+        "digits-on-colour", torch.from_numpy(out), digits.labels.clone(), MNIST_CLASSES
     )
 
 

@@ -5,6 +5,8 @@
 - wgan-gp: critic minimises D(G(z)) - D(x) + lambda * (||grad D(x_hat)|| - 1)^2 on random
   interpolates x_hat; G minimises -D(G(z)).
 - hinge: D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G minimises -D(G(z)).
+- lsgan (least squares, Mao et al. 2017; CycleGAN's default): D minimises
+  ((D(x) - 1)^2 + D(G(z))^2) / 2; G minimises (D(G(z)) - 1)^2.
 """
 
 from __future__ import annotations
@@ -44,10 +46,20 @@ def _critic_g(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
+def _ls_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    # halved, as in CycleGAN: D then learns at half G's pace
+    return 0.5 * ((real - 1.0).square().mean() + fake.square().mean())
+
+
+def _ls_g(fake: torch.Tensor) -> torch.Tensor:
+    return (fake - 1.0).square().mean()
+
+
 LOSSES: dict[str, GanLoss] = {
     "bce": GanLoss(_bce_d, _bce_g),
     "wgan-gp": GanLoss(_wasserstein_d, _critic_g, gradient_penalty=True),
     "hinge": GanLoss(_hinge_d, _critic_g),
+    "lsgan": GanLoss(_ls_d, _ls_g),
 }
 
 
