@@ -15,7 +15,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from ganserve.gan.config import ModelSpec
-from ganserve.gan.sample import sample_images
+from ganserve.gan.sample import interpolation_png, sample_images, sample_png
 from ganserve.service.app import create_app
 from ganserve.service.sampling.caching import etag_matches
 from ganserve.service.sampling.limits import grid_size
@@ -455,6 +455,24 @@ def test_forward_is_independent_of_batch_and_position(digits: TestClient) -> Non
     for i in (0, 17, 39):
         alone, _ = next(sample_images(cached.generator, [seeds[i]], None, None))
         assert torch.equal(alone[0], together[i])
+
+
+def test_api_bytes_are_the_pipeline_bytes_the_cli_writes(digits: TestClient) -> None:
+    """samples.png and interpolation.png answer exactly what gan.sample makes (the function
+    `ganserve sample` calls) for the same seed, label, truncation, grid and scale."""
+    generator = anyio.run(app_cache(digits).get, "cdigits", "latest").generator
+    params = {"seed": 11, "n": 9, "nrow": 4, "label": 2, "truncation": 0.7, "scale": 2}
+    expected = sample_png(
+        generator, list(range(11, 20)), labels=[2] * 9, truncation=0.7, nrow=4, scale=2
+    )
+    assert sample(digits, "cdigits", **params) == expected
+    assert sample(digits, "cdigits", seed=5) == sample_png(generator, [5])
+    strip = digits.get(
+        "/v1/models/cdigits/interpolation.png",
+        params={"seed_a": 1, "seed_b": 9, "steps": 5, "truncation": 0.8, "scale": 2},
+    )
+    assert strip.status_code == 200
+    assert strip.content == interpolation_png(generator, 1, 9, 5, truncation=0.8, scale=2)
 
 
 def test_grid_size_matches_make_grid() -> None:

@@ -234,6 +234,36 @@ def test_resolve(session: Session) -> None:
         registry.resolve(session, "other", "1")
 
 
+def test_find_live_reads_a_ref_as_resolve_does(session: Session) -> None:
+    """The sampling path's lean query: same row as `resolve` for every kind of reference,
+    None where `resolve` raises (unknown, deleted, an alias of a deleted version)."""
+    register(session)
+    register(session, artifact_path="jobs/abc/export")
+    register(session)
+    registry.set_alias(session, "digits", "best", 2)
+    registry.set_alias(session, "digits", "old", 3)
+    registry.delete_version(session, "digits", 3)
+    session.commit()
+    connection = session.connection()
+    for ref in ("1", "v2", " V2 ", "latest", "best"):
+        row = registry.resolve(session, "digits", ref)
+        found = registry.find_live(connection, "digits", ref)
+        assert found == registry.LiveRow(row.id, "digits", row.version, row.artifact_path), ref
+    assert registry.find_live(connection, "digits", "latest").version == 2  # type: ignore[union-attr]
+    for name, ref in (("digits", "3"), ("digits", "old"), ("digits", "9"), ("other", "latest")):
+        assert registry.find_live(connection, name, ref) is None, (name, ref)
+        with pytest.raises(RecordNotFoundError):
+            registry.resolve(session, name, ref)
+
+
+def test_version_numbers_and_pinned_refs() -> None:
+    assert [registry.version_number(r) for r in ("3", "v3", " V12 ", "latest", "best")] == [
+        3, 3, 12, None, None,
+    ]  # fmt: skip
+    assert registry.is_pinned("v7") and not registry.is_pinned("latest")
+    assert not registry.is_pinned("1234567890")  # beyond a version number: an alias name
+
+
 def test_list_and_get_models(session: Session) -> None:
     assert registry.list_models(session) == []
     register(session, now=T0)

@@ -44,7 +44,7 @@ def draw_noise(
     return torch.rand(size, generator=rng) * 2.0 - 1.0  # U(-1, 1)
 
 
-_draw = draw_noise
+_draw = draw_noise  # the name gan/train.py imported it under before it was public
 
 
 def validate_truncation(truncation: float | None) -> None:

@@ -1,1 +1,1 @@
-"""From a sampling request to image bytes: limits, HTTP caching, batching, the generator cache."""
+"""Sampling over HTTP: one answer path, limits, ETags, bulk files, batching, generator cache."""
