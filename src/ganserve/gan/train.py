@@ -27,8 +27,7 @@ from ganserve.gan.config import RESUMABLE_CHANGES, ModelSpec, TrainConfig
 from ganserve.gan.data import ImageDataset
 from ganserve.gan.errors import CheckpointError, DivergenceError
 from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty
-from ganserve.gan.sample import _draw as draw_noise
-from ganserve.gan.sample import generate, make_noise
+from ganserve.gan.sample import draw_noise, generate, make_noise
 from ganserve.gan.state import (
     DATA_STREAM,
     PREVIEW_STREAM,
@@ -188,9 +187,9 @@ class _DStep:
 
 def _noise(nets: _Nets, batch_size: int) -> torch.Tensor:
     """(B, noise_dim) z from the run's noise stream (drawn on the CPU), on the device."""
-    dim = nets.config.noise_dim
-    z = draw_noise(batch_size * dim, nets.config.noise_distribution, nets.noise_rng)
-    return z.view(batch_size, dim).to(nets.device, non_blocking=True)
+    shape = (batch_size, nets.config.noise_dim)
+    z = draw_noise(shape, nets.config.noise_distribution, nets.noise_rng)
+    return z.to(nets.device, non_blocking=True)
 
 
 def discriminator_step(
