@@ -60,7 +60,9 @@ class UniformNoise(nn.Module):
 
 
 def as_generator(module: nn.Module) -> Generator:
-    """Stand-ins take (z, labels) like a Generator; the evaluator needs nothing more."""
+    """Stand-ins take (z, labels) like a Generator and carry a spec, as samplers read it."""
+    if not hasattr(module, "spec"):
+        module.spec = DIGITS_SPEC
     return cast(Generator, module)
 
 
@@ -240,8 +242,12 @@ def test_evaluation_is_deterministic_for_a_seed(
     assert other.frechet_distance != first.frechet_distance
     assert first.conditional_accuracy is not None and 0 <= first.conditional_accuracy <= 1
     metrics = first.as_metrics()
-    assert set(metrics) == {"fd", "kid", "kid_std", "coverage", "kl_uniform", "cond_acc",
-                            "eval_seconds"}  # fmt: skip
+    per_class = {f"class_{m}.{k}" for m in ("fd", "div", "recall", "acc") for k in range(10)}
+    assert set(metrics) == per_class | {
+        "fd", "kid", "kid_std", "coverage", "kl_uniform", "cond_acc", "unrecognised",
+        "eval_seconds", "class_div_min", "class_recall_min", "class_acc_min",
+    }  # fmt: skip
+    assert [q.samples for q in first.per_class] == [30] * 10
     assert first.provenance() == {
         "extractor": clf.identity,
         "dataset_hash": clf.dataset_hash,

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ MIN_DEFAULT_STEPS, MAX_DEFAULT_STEPS = 200, 3000  # ... clamped to this range
 LEARNING_RATE = 2e-3  # Adam, betas (0.9, 0.999)
 WEIGHT_DECAY = 1e-4
 INFERENCE_CHUNK = 512  # images per forward pass when extracting features
+PROGRESS_EVERY = 25  # training steps between calls of a progress callback
+
+# progress(step, total): called while the classifier trains (it can take a while, once)
+ProgressFn = Callable[[int, int], None]
 
 
 # ----------------------------------------------------------------------------- network
@@ -144,8 +149,16 @@ class TrainedClassifier:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, C, H, W) uint8 images -> ((N, FEATURE_DIM) float64 features, (N,) predictions).
 
-        Both on the CPU; computed in chunks on the classifier's device.
+        Both on the CPU; computed in chunks on the classifier's device. The prediction is the
+        arg-max class whatever the confidence: metrics.recognise decides what counts.
         """
+        features, predictions, _ = self.classify(images, chunk)
+        return features, predictions
+
+    def classify(
+        self, images: torch.Tensor, chunk: int = INFERENCE_CHUNK
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As `embed`, plus the (N,) float64 softmax probability of each predicted class."""
         shape_ok = images.ndim == 4 and tuple(images.shape[1:]) == self.image_shape
         if images.dtype != torch.uint8 or not shape_ok or len(images) == 0:
             channels, size, _ = self.image_shape
@@ -157,13 +170,16 @@ class TrainedClassifier:
             )
         features: list[torch.Tensor] = []
         predictions: list[torch.Tensor] = []
+        confidences: list[torch.Tensor] = []
         with torch.inference_mode():
             for start in range(0, len(images), chunk):
                 x = _scale(images[start : start + chunk].to(self.device))  # (B, C, H, W)
                 h = self.model.features(x)  # (B, F)
                 features.append(h.double().cpu())
-                predictions.append(self.model.head(h).argmax(dim=1).cpu())
-        return torch.cat(features), torch.cat(predictions)
+                top = self.model.head(h).double().softmax(dim=1).max(dim=1)  # (B,), (B,)
+                predictions.append(top.indices.cpu())
+                confidences.append(top.values.cpu())
+        return torch.cat(features), torch.cat(predictions), torch.cat(confidences)
 
     def to(self, device: torch.device | str) -> TrainedClassifier:
         self.model.to(device)
@@ -222,6 +238,7 @@ def train_classifier(
     device: torch.device | str = "cpu",
     dataset_hash: str | None = None,
     held_out_fraction: float = HELD_OUT_FRACTION,
+    progress: ProgressFn | None = None,
 ) -> TrainedClassifier:
     """Train on `train`, measure top-1 accuracy on `held_out`; the result is in eval mode.
 
@@ -258,6 +275,8 @@ def train_classifier(
         loss.backward()
         optimizer.step()
         schedule.step()
+        if progress is not None and ((step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps):
+            progress(step + 1, steps)
     model.eval().requires_grad_(False)
     held_out_accuracy = accuracy(model, held_out, device)
     weights = _weights_bytes(model)
@@ -278,6 +297,7 @@ def fit_classifier(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    progress: ProgressFn | None = None,
 ) -> TrainedClassifier:
     """Split `dataset` (HELD_OUT_FRACTION, seed) and train on the kept part."""
     _check_trainable(dataset)
@@ -290,6 +310,7 @@ def fit_classifier(
         seed=seed,
         device=device,
         dataset_hash=dataset.content_hash(),
+        progress=progress,
     )
 
 
@@ -356,8 +377,11 @@ def classifier_for(
     steps: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> TrainedClassifier:
     """The classifier for `dataset`, from `cache_dir / dataset.content_hash()` or trained now.
+
+    `progress(step, total)` is called while one is trained (never for a cached one).
 
     A cached classifier is used only when it loads, its hash checks out and it was made for
     this dataset with this recipe; anything else (torn, tampered, foreign, stale) is logged
@@ -383,7 +407,8 @@ def classifier_for(
                 return cached
             log.info("retraining the quality classifier in %s: made for another recipe", folder)
     classifier = fit_classifier(
-        dataset, steps=wanted.steps, batch_size=batch_size, seed=seed, device=device
-    )
+        dataset, steps=wanted.steps, batch_size=batch_size, seed=seed, device=device,
+        progress=progress,
+    )  # fmt: skip
     save_classifier(classifier, folder)
     return classifier

@@ -8,6 +8,18 @@
 - Class coverage: how many classes get a fair share of the samples, and the KL divergence of
   the predicted-class histogram from uniform: the mode-collapse signal.
 - Conditional accuracy: how often the classifier agrees with the class a cGAN was asked for.
+- Recognition: the classifier must not vouch for garbage. A sample is recognised only when
+  the classifier's softmax confidence is at least MIN_CONFIDENCE and its features lie within
+  the reach of the real features (its distance to the nearest real feature is at most the
+  FAR_QUANTILE quantile of the real images' own leave-one-out nearest-neighbour distances).
+  An unrecognised sample is a miss for conditional accuracy and class coverage.
+- Per class (DESIGN §9: collapse hides inside classes): for each class k, the samples of k
+  (conditional models: those asked for k; unconditional: those recognised as k) against the
+  real images of k: Fréchet distance, diversity (mean pairwise feature distance over the
+  real class's: about 1 for a faithful model, 0 for copies of one image), recall (the
+  fraction of real images of k whose CLASS_RECALL_K-nearest-neighbour ball among the real
+  images of k holds a sample of k: Naeem et al. 2020's "coverage", which an outlier cannot
+  inflate) and accuracy (conditional: the fraction of samples asked for k recognised as k).
 
 `Evaluator` ties them together: it draws `samples` images from seeds derived from one seed,
 extracts features in chunks, and returns a `QualityReport` that carries its provenance
@@ -17,6 +29,7 @@ Evaluator and reused by every evaluation.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +49,13 @@ KID_SUBSET_SIZE = 1000  # capped at the smaller feature set's size
 KID_FULL_KERNEL_ROWS = 4096  # up to this many rows in all, kernels are computed once
 KL_EPSILON = 1e-10  # added to every class probability before the KL divergence
 FAIR_SHARE = 0.5  # a class is covered with at least this fraction of N / num_classes samples
+UNRECOGNISED = -1  # the "class" of a sample the classifier cannot place
+MIN_CONFIDENCE = 0.9  # softmax probability of the predicted class below which: unrecognised
+# Farther than this quantile of the real images' leave-one-out nearest-neighbour feature
+# distances from every real image: unrecognised (1% of real held-out digits are, by design).
+FAR_QUANTILE = 0.99
+CLASS_RECALL_K = 3  # neighbours that set a real image's ball in the per-class recall
+MIN_CLASS_SAMPLES = 2  # fewer samples of a class than this: its FD and diversity are NaN
 
 
 # ----------------------------------------------------------------------------- distances
@@ -159,26 +179,36 @@ class Coverage:
 def class_coverage(
     predicted: torch.Tensor, num_classes: int, fair_share: float = FAIR_SHARE
 ) -> Coverage:
-    """Coverage of (N,) predicted class indices over `num_classes` classes."""
+    """Coverage of (N,) predicted class indices over `num_classes` classes.
+
+    UNRECOGNISED entries count in N but in no class: a share of garbage lowers every class's.
+    """
     if predicted.ndim != 1 or len(predicted) == 0:
         raise ConfigError(
             "predicted", f"need (N,) labels with N >= 1, got {tuple(predicted.shape)}"
         )
     if num_classes < 1:
         raise ConfigError("num_classes", f"must be at least 1, got {num_classes}")
-    counts = torch.bincount(predicted.long().cpu(), minlength=num_classes).double()  # (K,)
+    if bool((predicted < UNRECOGNISED).any()):
+        raise ConfigError("predicted", f"labels must lie in 0..{num_classes - 1} or be -1")
+    placed = predicted[predicted != UNRECOGNISED].long().cpu()
+    counts = torch.bincount(placed, minlength=num_classes).double()  # (K,)
     if len(counts) > num_classes:
         raise ConfigError("predicted", f"labels must lie in 0..{num_classes - 1}")
     n = len(predicted)
     p = counts / n
     covered = int((counts >= fair_share * n / num_classes).sum())
-    smoothed = (p + KL_EPSILON) / (1.0 + num_classes * KL_EPSILON)
+    p_placed = counts / max(float(counts.sum()), 1.0)  # the KL is over the recognised ones
+    smoothed = (p_placed + KL_EPSILON) / (1.0 + num_classes * KL_EPSILON)
     kl = float((smoothed * (smoothed * num_classes).log()).sum())
     return Coverage(covered=covered, kl_from_uniform=max(kl, 0.0), histogram=p.tolist())
 
 
 def conditional_accuracy(predicted: torch.Tensor, requested: torch.Tensor) -> float:
-    """Fraction of samples whose predicted class is the class they were generated for."""
+    """Fraction of samples whose predicted class is the class they were generated for.
+
+    An UNRECOGNISED prediction never equals a requested class: it is a miss.
+    """
     if predicted.shape != requested.shape or predicted.ndim != 1 or len(predicted) == 0:
         raise ConfigError(
             "requested",
@@ -186,6 +216,135 @@ def conditional_accuracy(predicted: torch.Tensor, requested: torch.Tensor) -> fl
             f"{tuple(requested.shape)}",
         )
     return float((predicted.cpu() == requested.cpu()).double().mean())
+
+
+def _distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # (N, F), (M, F) -> (N, M) Euclidean, computed directly (not via |a|²+|b|²-2ab, whose
+    # rounding would give identical images a small nonzero distance)
+    return torch.cdist(a.double(), b.double(), compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def nearest_distances(
+    feats: torch.Tensor, reference: torch.Tensor, k: int = 1, leave_one_out: bool = False
+) -> torch.Tensor:
+    """(N,) distance of each of (N, F) feats to its k-th nearest row of (M, F) reference.
+
+    With leave_one_out, feats is reference itself and a row is not its own neighbour.
+    """
+    distances = _distances(feats, reference)  # (N, M)
+    if leave_one_out:
+        distances.fill_diagonal_(math.inf)
+    k = min(k, distances.shape[1] - (1 if leave_one_out else 0))
+    return distances.topk(k, dim=1, largest=False).values[:, -1]
+
+
+@dataclass(frozen=True)
+class Recogniser:
+    """Decides which samples the classifier may vouch for (see the module docstring)."""
+
+    reference: torch.Tensor  # (M, F) real features
+    max_distance: float  # FAR_QUANTILE of the reference's leave-one-out NN distances
+    min_confidence: float = MIN_CONFIDENCE
+
+    @classmethod
+    def calibrate(
+        cls,
+        reference: torch.Tensor,
+        quantile: float = FAR_QUANTILE,
+        min_confidence: float = MIN_CONFIDENCE,
+    ) -> Recogniser:
+        _check_features("reference", reference, 2)
+        own = nearest_distances(reference, reference, leave_one_out=True)  # (M,)
+        return cls(reference.double(), float(own.quantile(quantile)), min_confidence)
+
+    def apply(
+        self, features: torch.Tensor, predicted: torch.Tensor, confidence: torch.Tensor
+    ) -> torch.Tensor:
+        """(N,) predictions with UNRECOGNISED where confidence or distance rules a sample out."""
+        far = nearest_distances(features, self.reference) > self.max_distance
+        unsure = confidence < self.min_confidence
+        return torch.where(far | unsure, UNRECOGNISED, predicted.long())
+
+
+def mean_pairwise_distance(feats: torch.Tensor) -> float:
+    """Mean Euclidean distance over the N(N-1) ordered pairs of distinct rows of (N, F)."""
+    n = len(feats)
+    if n < 2:
+        return math.nan
+    return float(_distances(feats, feats).sum() / (n * (n - 1)))
+
+
+def class_recall(fake: torch.Tensor, real: torch.Tensor, k: int = CLASS_RECALL_K) -> float:
+    """Fraction of (M, F) real rows whose k-NN ball among the reals holds a row of fake.
+
+    Naeem et al. 2020's "coverage": copies of one image cover only the balls around it, noise
+    far from the reals covers none, and a faithful set covers nearly all.
+    """
+    if len(fake) == 0 or len(real) < 2:
+        return 0.0
+    radius = nearest_distances(real, real, k=k, leave_one_out=True)  # (M,)
+    nearest_fake = nearest_distances(real, fake)  # (M,)
+    return float((nearest_fake <= radius).double().mean())
+
+
+@dataclass(frozen=True)
+class ClassQuality:
+    """One class's samples against the real images of that class."""
+
+    label: int  # class index
+    name: str  # class name ("3" for digits)
+    samples: int  # conditional: asked for this class; unconditional: recognised as it
+    frechet_distance: float  # NaN below MIN_CLASS_SAMPLES samples
+    diversity: float  # mean pairwise feature distance / the real class's; NaN below 2
+    recall: float  # fraction of the real class's images near a sample (class_recall)
+    accuracy: float | None  # conditional only: fraction of its samples recognised as it
+
+
+# Flat metric names of the per-class values: "<prefix>.<class index>", e.g. "class_div.3".
+CLASS_METRICS = {
+    "class_fd": "frechet_distance",
+    "class_div": "diversity",
+    "class_recall": "recall",
+    "class_acc": "accuracy",
+}
+
+
+def per_class_quality(
+    fake: torch.Tensor,
+    fake_classes: torch.Tensor,
+    predicted: torch.Tensor,
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    class_names: tuple[str, ...],
+    conditional: bool,
+) -> list[ClassQuality]:
+    """Per-class metrics of (N, F) sample features against (M, F) real features.
+
+    `fake_classes` (N,) is the class each sample belongs to (asked for, or recognised as,
+    with UNRECOGNISED for none); `predicted` (N,) the recognised class (for accuracy).
+    """
+    results = []
+    for label, name in enumerate(class_names):
+        mine = fake_classes == label
+        f, r = fake[mine], real[real_labels == label]  # (n_k, F), (m_k, F)
+        enough = len(f) >= MIN_CLASS_SAMPLES and len(r) >= MIN_CLASS_SAMPLES
+        real_spread = mean_pairwise_distance(r)
+        diversity = mean_pairwise_distance(f) / real_spread if enough else math.nan
+        accuracy = None
+        if conditional:
+            accuracy = float((predicted[mine] == label).double().mean()) if len(f) else 0.0
+        results.append(
+            ClassQuality(
+                label=label,
+                name=name,
+                samples=len(f),
+                frechet_distance=frechet_distance(f, r) if enough else math.nan,
+                diversity=diversity,
+                recall=class_recall(f, r),
+                accuracy=accuracy,
+            )
+        )
+    return results
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -209,20 +368,44 @@ class QualityReport:
     dataset_hash: str  # content hash of the dataset the classifier was made for
     classifier_accuracy: float  # its held-out accuracy
     seconds: float  # wall time of this evaluation: the cost
-    histogram: list[float] = field(default_factory=list)  # fraction predicted per class
+    histogram: list[float] = field(default_factory=list)  # fraction recognised as each class
+    unrecognised: float = 0.0  # fraction of samples the classifier could not place
+    per_class: tuple[ClassQuality, ...] = ()  # one entry per class, in class order
+
+    def worst(self, attribute: str) -> ClassQuality | None:
+        """The class with the lowest finite `attribute` (diversity, recall, accuracy)."""
+        scored = [c for c in self.per_class if _finite(getattr(c, attribute))]
+        return min(scored, key=lambda c: float(getattr(c, attribute))) if scored else None
 
     def as_metrics(self) -> dict[str, float]:
-        """Flat metric values for history, status and events."""
+        """Flat metric values for history, status and events.
+
+        Per class: "class_fd.K", "class_div.K", "class_recall.K" and (conditional)
+        "class_acc.K" for class index K; "class_div_min", "class_recall_min" and
+        "class_acc_min" are the worst class's. NaN values (a class with fewer than
+        MIN_CLASS_SAMPLES samples) are kept here; the store drops non-finite points.
+        """
         values = {
             "fd": self.frechet_distance,
             "kid": self.kid,
             "kid_std": self.kid_std,
             "coverage": float(self.coverage),
             "kl_uniform": self.kl_uniform,
+            "unrecognised": self.unrecognised,
             "eval_seconds": self.seconds,
         }
         if self.conditional_accuracy is not None:
             values["cond_acc"] = self.conditional_accuracy
+        for quality in self.per_class:
+            for prefix, attribute in CLASS_METRICS.items():
+                value = getattr(quality, attribute)
+                if value is not None:
+                    values[f"{prefix}.{quality.label}"] = float(value)
+        for prefix, attribute in (("class_div", "diversity"), ("class_recall", "recall"),
+                                  ("class_acc", "accuracy")):  # fmt: skip
+            worst = self.worst(attribute)
+            if worst is not None:
+                values[f"{prefix}_min"] = float(getattr(worst, attribute))
         return values
 
     def provenance(self) -> dict[str, Any]:
@@ -236,6 +419,10 @@ class QualityReport:
             "classifier_accuracy": self.classifier_accuracy,
             "num_classes": self.num_classes,
         }
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def sample_images(
@@ -278,6 +465,7 @@ class Evaluator:
         classifier: TrainedClassifier,
         real_images: torch.Tensor,
         *,
+        real_labels: torch.Tensor | None = None,
         samples: int = 1000,
         seed: int = 0,
         device: torch.device | str = "cpu",
@@ -291,18 +479,64 @@ class Evaluator:
             )
         if samples < 2:
             raise ConfigError("samples", f"must be at least 2, got {samples}")
+        if real_labels is not None and real_labels.shape != (len(real_images),):
+            raise ConfigError(
+                "real_labels",
+                f"need one label per real image ({len(real_images)}), got "
+                f"{tuple(real_labels.shape)}",
+            )
         self.classifier = classifier.to(device)
         self.real_images = real_images  # (N, C, H, W) uint8
+        self._real_labels = real_labels  # (N,); None: the classifier's predictions
         self.samples, self.seed, self.device = samples, seed, torch.device(device)
         self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
         self._real_features: torch.Tensor | None = None
+        self._recogniser: Recogniser | None = None
 
     @property
     def real_features(self) -> torch.Tensor:
         """(N, F) float64 classifier features of the real images, computed once."""
         if self._real_features is None:
-            self._real_features = self.classifier.embed(self.real_images)[0]
+            features, predicted = self.classifier.embed(self.real_images)
+            self._real_features = features
+            if self._real_labels is None:
+                self._real_labels = predicted
         return self._real_features
+
+    @property
+    def real_labels(self) -> torch.Tensor:
+        """(N,) class of each real image: as given, else the classifier's prediction."""
+        _ = self.real_features
+        assert self._real_labels is not None  # set with the features
+        return self._real_labels
+
+    @property
+    def recogniser(self) -> Recogniser:
+        if self._recogniser is None:
+            self._recogniser = Recogniser.calibrate(self.real_features)
+        return self._recogniser
+
+    def judge(
+        self,
+        images: torch.Tensor,
+        requested: torch.Tensor | None,
+        class_names: tuple[str, ...] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor, list[ClassQuality]]:
+        """(N, C, H, W) uint8 images [+ (N,) asked-for classes] -> their features, recognised
+        classes (UNRECOGNISED for garbage) and per-class quality against the real images."""
+        features, predicted, confidence = self.classifier.classify(images)  # (N, F), (N,), (N,)
+        recognised = self.recogniser.apply(features, predicted, confidence)  # (N,)
+        names = class_names or tuple(str(k) for k in range(self.classifier.num_classes))
+        per_class = per_class_quality(
+            features,
+            recognised if requested is None else requested.cpu(),
+            recognised,
+            self.real_features,
+            self.real_labels,
+            names,
+            conditional=requested is not None,
+        )
+        return features, recognised, per_class
 
     def evaluate(self, generator: Generator, spec: ModelSpec | None = None) -> QualityReport:
         """Draw `samples` images from `generator` and measure them against the real set."""
@@ -321,7 +555,7 @@ class Evaluator:
                 f"{self.classifier.num_classes}",
             )
         images, requested = sample_images(generator, spec, self.samples, self.seed, self.device)
-        fake, predicted = self.classifier.embed(images)  # (N, F), (N,)
+        fake, predicted, per_class = self.judge(images, requested, spec.class_names)
         real = self.real_features  # (M, F)
         kid, kid_std = kernel_inception_distance(
             fake, real, self.kid_subsets, self.kid_subset_size, seed=self.seed
@@ -344,6 +578,8 @@ class Evaluator:
             classifier_accuracy=self.classifier.accuracy,
             seconds=time.perf_counter() - start,
             histogram=coverage.histogram,
+            unrecognised=float((predicted == UNRECOGNISED).double().mean()),
+            per_class=tuple(per_class),
         )
 
 
@@ -353,10 +589,14 @@ def evaluate(
     classifier: TrainedClassifier,
     real_images: torch.Tensor,
     *,
+    real_labels: torch.Tensor | None = None,
     samples: int = 1000,
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> QualityReport:
     """One-off evaluation; use an `Evaluator` to reuse the real features across calls."""
-    evaluator = Evaluator(classifier, real_images, samples=samples, seed=seed, device=device)
+    evaluator = Evaluator(
+        classifier, real_images, real_labels=real_labels, samples=samples, seed=seed,
+        device=device,
+    )  # fmt: skip
     return evaluator.evaluate(generator, spec)
