@@ -13,15 +13,23 @@ else is read from it (`CONFIG_FIELDS`):
 - the options of `ganserve train` (`cli/engine.py`) and the field table in the README
   (`tests/test_config_surfaces.py` checks each surface).
 
-To add a field, add one line to `TrainConfig` below (it needs a default, so old
-checkpoints' configs, which lack it, still load), then use it where it matters (models,
-loss, loop). The help says the meaning and the unit. A field of one architecture or loss
-says so in its help ("cyclegan only: ...") and, if other values must be refused together
-with it, gets a line in `TrainConfig._check_combinations`. A field that names a second
-dataset (e.g. CycleGAN's `dataset_b`) is a `str | None` field with `check=_dataset_name`;
-the dataset-dependent rules live in `gan/compat.py`. A field with its own kind of value
-(like `device`) passes `check=`; nested or list-shaped HTTP names pass `api=` (and a
-new nesting gets its description in `API_GROUPS`).
+To add a field, add one declaration to `TrainConfig`, e.g. as a CycleGAN change would:
+
+    cycle_weight: float = setting(
+        10.0, "cyclegan only: weight of the cycle-consistency loss (unitless).",
+        label="Cycle loss weight", low=0.0, high=100.0,
+    )
+
+It needs a default, so that old checkpoints' configs (which lack it) still load. Then use it
+where it matters (models, losses, the loop) and regenerate the README's table
+(`GANSERVE_UPDATE_DOCS=1 pytest tests/test_config_surfaces.py`); nothing else lists fields.
+`resumable=True` lets a resumed run change it; `basic=True` puts it at the top of the web
+form; `check=` gives a value of its own kind (like `device`) its own check; `api=` nests
+its HTTP name (a new nesting gets its description in `API_GROUPS`). A field of one
+architecture or loss says so in its help ("cyclegan only: ..."); a rule over several
+fields goes in `TrainConfig._check_combinations`. A second dataset (CycleGAN's
+`dataset_b`) is a `str | None` field with `check=_dataset_name`, and its fit to the config
+is checked in `gan/compat.py` next to the first one's.
 
 `ModelSpec` is what rebuilds G and D without the training config: stored with every
 export. Both are plain dataclasses so that a checkpoint (or the JSON next to an exported

@@ -62,16 +62,13 @@ def _schema_hints(declared: ConfigField) -> dict[str, Any]:
     return hints
 
 
-def _annotated(declared: ConfigField, **extra: Any) -> Any:
+def _annotated(declared: ConfigField) -> Any:
     """The pydantic type of one declared field, with its schema text."""
     kind = _STRICT[declared.type]
     if declared.optional:
         kind = kind | None
     info = Field(
-        title=declared.label,
-        description=declared.help,
-        json_schema_extra=_schema_hints(declared),
-        **extra,
+        title=declared.label, description=declared.help, json_schema_extra=_schema_hints(declared)
     )
     return Annotated[kind, info]
 
