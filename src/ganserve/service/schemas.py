@@ -32,6 +32,13 @@ class JobOut(BaseModel):
     id: str = Field(description="32 hex digits.")
     name: str = Field(description="The model this job trains and registers a version of.")
     status: JobStatus
+    phase: Literal["preparing", "training"] | None = Field(
+        description=(
+            "While running: `preparing` until the first training step (loading the dataset "
+            "and, once per dataset, training the evaluation classifier, reported by "
+            "`preparing` events), then `training`; null when not running."
+        )
+    )
     cancel_requested: bool = Field(
         description="A cancel was asked for; a running job stops at its next step."
     )

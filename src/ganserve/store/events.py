@@ -3,7 +3,8 @@
 One stream per job, `ganserve:job:<id>:events`. Entry ids are Redis stream ids
 ("1732612345678-0"), which the API uses as SSE event ids, so a client reconnecting with
 `Last-Event-ID` continues right after the last event it saw. Each entry has two fields:
-`type` (progress | evaluation | checkpoint | preview | model | warning | status) and `data` (JSON).
+`type` (preparing | progress | evaluation | checkpoint | preview | model | warning | status) and
+`data` (JSON).
 A `status` event whose status is terminal is the last event of a job.
 """
 
@@ -17,7 +18,9 @@ import redis
 import redis.asyncio
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-EVENT_TYPES = ("progress", "evaluation", "checkpoint", "preview", "model", "warning", "status")
+EVENT_TYPES = (
+    "preparing", "progress", "evaluation", "checkpoint", "preview", "model", "warning", "status",
+)  # fmt: skip
 STREAM_MAXLEN = 10_000  # per job, approximate; progress is throttled well below this
 STREAM_TTL_S = 30 * 24 * 3600
 

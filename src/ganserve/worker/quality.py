@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ganserve.gan.checkpoint import export_generator
-from ganserve.gan.classifier import classifier_for
+from ganserve.gan.classifier import ProgressFn, classifier_for
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import ImageDataset
 from ganserve.gan.errors import DatasetError, GanError
@@ -87,10 +87,14 @@ def build_tracker(
     classifiers_dir: Path,
     device: torch.device,
     inception: InceptionExtractor | None = None,
+    progress: ProgressFn | None = None,
 ) -> QualityTracker | None:
-    """The job's tracker, or None when the dataset cannot be evaluated (e.g. no labels)."""
+    """The job's tracker, or None when the dataset cannot be evaluated (e.g. no labels).
+
+    `progress(step, total)` reports the one-time training of the dataset's classifier.
+    """
     try:
-        classifier = classifier_for(dataset, classifiers_dir, device)
+        classifier = classifier_for(dataset, classifiers_dir, device, progress=progress)
     except DatasetError as error:
         log.warning("quality metrics off for dataset %s: %s", dataset.name, error)
         return None

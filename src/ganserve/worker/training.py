@@ -199,7 +199,7 @@ class _JobRun:
                 dataset = load_dataset(config.dataset, self.settings.data_dir)
                 self.quality = build_tracker(
                     config, dataset, run_dir, self.artifacts.root / CLASSIFIERS_DIR, device,
-                    self._inception(),
+                    self._inception(), progress=self._preparing_reporter(config.dataset),
                 )  # fmt: skip
             result = train(
                 config,
@@ -348,6 +348,24 @@ class _JobRun:
             telemetry.JOB_STEPS_PER_SECOND.labels(self.job_id).set(progress.steps_per_sec)
         self.progress_written_at = self.lease_renewed_at = now
         self._publish("progress", progress_event(progress))
+
+    def _preparing_reporter(self, dataset: str) -> Callable[[int, int], None]:
+        """`preparing` events while the dataset's evaluation classifier trains (once)."""
+        what = f"training the evaluation classifier for {dataset}, one-time"
+        last = -math.inf
+
+        def report(step: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if step < total and now - last < self.settings.progress_interval_s:
+                return
+            last = now
+            self._publish("preparing", {
+                "step": step, "total": total, "what": what,
+                "message": f"{what}, step {step}/{total}",
+            })  # fmt: skip
+
+        return report
 
     def _should_abort(self) -> bool:
         now = time.monotonic()

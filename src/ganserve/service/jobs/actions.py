@@ -181,6 +181,7 @@ def job_view(job: Job) -> JobOut:
         id=job.id,
         name=job.name,
         status=cast(JobStatus, job.status),  # the table's CHECK constraint holds
+        phase=None if job.status != "running" else "preparing" if job.step == 0 else "training",
         cancel_requested=job.cancel_requested,
         progress=JobProgress(
             step=job.step,

@@ -132,9 +132,10 @@ async def cancel_job(job_id: str, session: SessionDep, redis: RedisDep) -> JobOu
     responses={
         200: {
             "description": (
-                "Server-Sent Events: `id` = stream id, `event` = progress | checkpoint | "
-                "preview | model | warning | status, `data` = JSON. The stream ends after "
-                "the terminal `status` event."
+                "Server-Sent Events: `id` = stream id, `event` = preparing | progress | "
+                "evaluation | checkpoint | preview | model | warning | status, `data` = JSON. "
+                "`preparing` ({step, total, what, message}) reports one-time work before the "
+                "first step. The stream ends after the terminal `status` event."
             ),
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
