@@ -4,6 +4,12 @@ The shape follows stylegan2-ada's `training_loop(..., abort_fn, progress_fn)`: t
 task passes callbacks that write to the database and check for cancellation; the CLI passes
 ones that draw a progress bar. Nothing here knows about either.
 
+Read top to bottom: the run's pieces (batches, EMA, previews), then one training step as
+two named functions, `discriminator_step` and `generator_step` (the classic alternating
+algorithm: n_critic D updates on real batches and G(z), then one G update through the new
+D), then `train()`, which calls them and the schedules (reports, evaluation, checkpoints,
+previews). Noise comes from `gan.sample.draw_noise`, the one noise function.
+
 Determinism on the CPU: weights, data order and noise come from streams derived from
 config.seed; the data order is a pure function of (seed, batch index) and the noise stream's
 state is checkpointed, so a resumed run equals an uninterrupted one bit for bit.
