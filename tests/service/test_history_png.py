@@ -43,3 +43,19 @@ def test_panels_follow_the_series_present() -> None:
     }, "t"))  # fmt: skip
     assert three.height > one.height
     assert len(one.getcolors(maxcolors=100_000) or []) > 10  # something drawn, not blank
+
+
+def test_per_class_diversity_and_accuracy_get_a_panel_each_with_a_line_per_class() -> None:
+    steps = (100, 200, 300)
+    base = {"fd": [(s, 10.0 - s / 100) for s in steps]}
+    per_class = {
+        f"class_div.{k}": [(s, 0.9 - (0.6 if k == 3 else 0.0) * s / 300) for s in steps]
+        for k in range(10)
+    } | {f"class_acc.{k}": [(s, 1.0) for s in steps] for k in range(10)}
+    plain = _image(render_history_png(base, "t"))
+    with_classes = _image(render_history_png(base | per_class, "t"))
+    # two more panels, of the same height as the others
+    assert with_classes.height > 2 * plain.height
+    # series that merely share the prefix are not drawn as classes
+    odd = _image(render_history_png(base | {"class_div.x": [(1, 1.0)]}, "t"))
+    assert odd.height == plain.height

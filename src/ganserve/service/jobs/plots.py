@@ -22,6 +22,18 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("KL from uniform", ("kl_uniform",)),
     ("conditional accuracy", ("cond_acc",)),
 )
+# Per-class panels: every series "<prefix><class index>" on one set of axes, one line per
+# class (metrics.QualityReport.as_metrics names them), after the fixed panels.
+CLASS_PANELS: tuple[tuple[str, str], ...] = (
+    ("diversity inside each class (1 = the real class's spread)", "class_div."),
+    ("recognised as the class asked for, per class", "class_acc."),
+)
+
+
+def _class_series(series: Mapping[str, Sequence[tuple[int, float]]], prefix: str) -> list[str]:
+    """The series named prefix + class index that have data, in class order."""
+    found = [k for k in series if k.startswith(prefix) and k[len(prefix) :].isdigit()]
+    return sorted((k for k in found if series[k]), key=lambda k: int(k[len(prefix) :]))
 
 
 def render_history_png(
@@ -32,6 +44,7 @@ def render_history_png(
 ) -> bytes:
     """One panel per group of series that has data; an empty chart says 'no data yet'."""
     panels = [(name, [k for k in keys if series.get(k)]) for name, keys in PANELS]
+    panels += [(name, _class_series(series, prefix)) for name, prefix in CLASS_PANELS]
     panels = [(name, keys) for name, keys in panels if keys]
     rows = max(len(panels), 1)
     dpi = 100 * scale
@@ -53,7 +66,7 @@ def render_history_png(
                 axes.plot(steps, values, label=key, linewidth=1.2, marker=marker)
             axes.set_title(name, fontsize=10, loc="left")
             axes.grid(alpha=0.3)
-            axes.legend(fontsize=8, loc="best")
+            axes.legend(fontsize=8, loc="best", ncol=5 if len(keys) > 5 else 1)
         grid[-1][0].set_xlabel("step")
     figure.tight_layout()
     buffer = io.BytesIO()
