@@ -313,3 +313,34 @@ def test_monitor_alarms_on_ignored_input_and_lost_digits() -> None:
     assert "a2b" in monitor.observe(7, _report(0.2, 0.8))[0].message
     metrics = _report(0.9, 0.8).as_metrics()
     assert metrics["kept_a2b"] == 0.9 and metrics["fd_input_b2a"] == 4.0 and metrics["fd"] == 1.0
+
+
+def test_evaluator_scores_identity_translation_as_keeping_every_digit(
+    tiny_pair: DomainPair,
+) -> None:
+    from ganserve.gan.classifier import fit_classifier
+    from ganserve.gan.translation.quality import TranslationEvaluator
+
+    a = ImageDataset("a", tiny_pair.a.images.repeat(3, 1, 1, 1), tiny_pair.a.labels.repeat(3),
+                     tiny_pair.a.class_names)  # fmt: skip
+    pair = DomainPair(a, ImageDataset("b", a.images, a.labels, a.class_names))  # B == A
+    classifier = fit_classifier(pair.a, steps=60, batch_size=16)
+    evaluator = TranslationEvaluator(pair, classifier, classifier, samples=8)
+
+    class Identity(ResnetGenerator):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    same = Identity(TINY_SPEC)
+    report = evaluator.evaluate(same, same)
+    assert report.a2b.cycle == 0.0 and report.b2a.fd == pytest.approx(report.b2a.fd_input)
+    # the classifier's own held-out accuracy on unchanged inputs, (confident ones only)
+    assert 0.0 <= report.a2b.kept <= 1.0 and report.num_samples == 8
+
+    class Constant(ResnetGenerator):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    flat = evaluator.evaluate(Constant(TINY_SPEC), Constant(TINY_SPEC))
+    assert flat.a2b.spread == 0.0 and flat.a2b.kept <= 0.5
+    assert TranslationMonitor().observe(1, flat)[0].kind == INPUT_IGNORED
