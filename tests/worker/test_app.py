@@ -9,13 +9,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from celery.exceptions import Reject
 
 from ganserve.service.jobs.queue import TRAIN_TASK as API_TASK_NAME
 from ganserve.settings import Settings
+from ganserve.worker import tasks
 from ganserve.worker.app import create_celery_app
 from ganserve.worker.errors import BrokerNotConfiguredError
 from ganserve.worker.tasks import TRAIN_TASK
 from ganserve.worker.training import Outcome
+from tests.helpers.processes import free_port
 
 BROKER = "redis://127.0.0.1:6399/3"  # never connected to: building an app connects nowhere
 
@@ -97,3 +100,19 @@ def test_a_worker_started_without_redis_url_exits_with_a_clear_message(tmp_path:
     )
     assert result.returncode != 0
     assert "REDIS_URL is not set" in result.stderr and "ganserve up" in result.stderr
+
+
+def test_a_job_whose_claim_meets_a_database_outage_is_requeued_not_acked(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tasks, "OUTAGE_RETRY_S", 0.01)
+    down = settings.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "database_url": f"postgresql+psycopg://ganserve@127.0.0.1:{free_port()}/ganserve",
+        }
+    )
+    task = create_celery_app(down).tasks["ganserve.train"]
+    with pytest.raises(Reject) as rejected:
+        task("0" * 32)
+    assert rejected.value.requeue is True  # back in the queue for when the database returns

@@ -274,6 +274,20 @@ def request_cancel(session: Session, job_id: str, *, now: datetime | None = None
     return job
 
 
+def lock_for_completion(
+    session: Session, job_id: str, attempt: int, *, now: datetime | None = None
+) -> bool:
+    """Lock the job row for the transaction that completes it; whether a cancel came in.
+
+    The fenced UPDATE takes the row lock, so `request_cancel` either committed before (the
+    caller sees cancel_requested and finishes the job as cancelled, registering nothing) or
+    waits for our commit and then finds the job finished (409: too late). Never both.
+    """
+    now = now or utcnow()
+    _fenced_update(session, job_id, attempt, ("running",), updated_at=now)
+    return is_cancel_requested(session, job_id)
+
+
 def is_cancel_requested(session: Session, job_id: str) -> bool:
     """Whether someone asked to cancel the job (true for a cancelled job too)."""
     row = session.execute(select(Job.cancel_requested).where(Job.id == job_id)).first()

@@ -7,6 +7,10 @@ outcome: the database, not the broker, says what happens to the job next. When t
 shutting down, the job is released and its task sent again to the queue it came from, so
 another worker resumes it from its checkpoint; a job whose resend fails stays queued and the
 API's reaper sends it again.
+
+One exception: a database outage before the job could even be claimed. Then nothing was
+decided, so the message is not acknowledged: after OUTAGE_RETRY_S the task rejects it with
+requeue, and it is delivered again (to this or another worker) until the database is back.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from typing import TypeGuard
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
+from ganserve.store.db import outage_of
 from ganserve.store.errors import InvalidValueError
 from ganserve.store.names import validate_job_id
 from ganserve.worker import shutdown
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # The name the API sends (ganserve.service.jobs.queue.TRAIN_TASK); the two never import each other.
 TRAIN_TASK = "ganserve.train"
+# Seconds to wait before handing a message back to the broker during a database outage
+# (so that a worker does not spin on it while the database is down).
+OUTAGE_RETRY_S = 5.0
 
 
 def register_tasks(app: Celery, resources: LazyResources) -> None:
@@ -53,12 +63,22 @@ def register_tasks(app: Celery, resources: LazyResources) -> None:
             log.info("job %s: worker shutting down; not starting it", job_id)
             _send_again(app, job_id, queue)
             return "released"
-        outcome = run_training_job(
-            job_id,
-            resources.get(),
-            worker_name(task.request.hostname),
-            stop_requested=shutdown.requested,
-        )
+        try:
+            outcome = run_training_job(
+                job_id,
+                resources.get(),
+                worker_name(task.request.hostname),
+                stop_requested=shutdown.requested,
+            )
+        except Exception as error:
+            if outage_of(error) is None:
+                raise
+            log.warning(
+                "job %s: the database is unreachable (%s); the message goes back to the "
+                "queue in %g s", job_id, error, OUTAGE_RETRY_S, extra={"job_id": job_id},
+            )  # fmt: skip
+            time.sleep(OUTAGE_RETRY_S)
+            raise Reject("database unreachable", requeue=True) from error
         if outcome == "released":
             _send_again(app, job_id, queue)
         return outcome
