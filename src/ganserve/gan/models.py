@@ -38,12 +38,21 @@ class LabelConcat(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """(B, F) features [+ (B,) labels] -> (B,) logits; projection term when conditional."""
+    """(B, F) features [+ (B,) labels] -> (B,) logits; projection term when conditional.
+
+    The class embedding starts at zero (issue 13). nn.Embedding's default N(0, 1) rows make
+    <embed(y), h> about sqrt(F) times larger than the unconditional logit at the start, so D
+    first learns "which class" and G answers each class with the one picture that maximises
+    that inner product: measured on digits (dcgan, 2,000 steps), within-class feature spread
+    0.24 of the real class's and FD 26.9 with N(0, 1) rows; 0.49 and 6.5 with zero rows.
+    """
 
     def __init__(self, features: int, num_classes: int) -> None:
         super().__init__()
         self.linear = nn.Linear(features, 1)
         self.embed = nn.Embedding(num_classes, features) if num_classes > 0 else None
+        if self.embed is not None:
+            nn.init.zeros_(self.embed.weight)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         logits = self.linear(h).squeeze(1)
