@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import AliasChoices
 from typer.testing import CliRunner
 
@@ -19,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+SMOKE_OVERRIDE = ROOT / "deploy" / "compose.smoke.yml"
+SMOKE_SCRIPT = ROOT / "deploy" / "smoke.sh"
+SMOKE_HELPER = ROOT / "deploy" / "smoke" / "smoke.py"
+SMOKE_DOCKERFILES = sorted((ROOT / "deploy" / "smoke").glob("*.Dockerfile"))
+CI_SCRIPT = ROOT / ".ci" / "run"
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 COMPOSE_SCHEMA = Path(__file__).resolve().parent / "compose-spec.json"
 
@@ -113,6 +119,66 @@ def interpolate(
         # Nested or malformed: Compose would read it differently or refuse it.
         raise InterpolationError(f"{where}: an interpolation this helper cannot read: {value!r}")
     return _REFERENCE.sub(replace, value)
+
+
+# --- Compose files: YAML with the `!reset` and `!override` tags, and merging -------------------
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """A value written `!reset VALUE` or `!override VALUE` in a Compose override file."""
+
+    tag: str  # "reset" or "override"
+    value: Any
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads Compose's merge tags (Compose 2.24 and newer)."""
+
+
+def _tagged(tag: str) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> Tagged:
+        if isinstance(node, yaml.MappingNode):
+            return Tagged(tag, loader.construct_mapping(node, deep=True))
+        if isinstance(node, yaml.SequenceNode):
+            return Tagged(tag, loader.construct_sequence(node, deep=True))
+        return Tagged(tag, loader.construct_scalar(node) or None)
+
+    return construct
+
+
+ComposeLoader.add_constructor("!reset", _tagged("reset"))
+ComposeLoader.add_constructor("!override", _tagged("override"))
+
+
+def load_compose(path: Path) -> dict[str, Any]:
+    document = yaml.load(path.read_text(), Loader=ComposeLoader)
+    assert isinstance(document, dict)
+    return document
+
+
+# Sequences Compose merges by appending (the rest are replaced by the override's value).
+_APPENDED = {"ports", "expose", "volumes", "env_file", "dns", "extra_hosts", "secrets", "configs"}
+
+
+def merge_compose(base: Any, override: Any, key: str = "") -> Any:
+    """`override` merged onto `base` as `docker compose -f base -f override` does, for what
+    these files use: mappings key by key, `!reset`/`!override` replacing, lists of the keys
+    in _APPENDED appended, other lists and scalars replaced."""
+    if isinstance(override, Tagged):
+        return override.value
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = (
+                merge_compose(base[name], value, name)
+                if name in base
+                else (value.value if isinstance(value, Tagged) else value)
+            )
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and key in _APPENDED:
+        return base + [item for item in override if item not in base]
+    return override
 
 
 # --- ganserve commands ---------------------------------------------------------------------
