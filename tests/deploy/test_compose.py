@@ -166,13 +166,21 @@ def _ganserve_services() -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_ganserve_services_share_one_image() -> None:
-    images = {service["image"] for service in _ganserve_services().values()}
-    assert len(images) == 1
-    builds = [service.get("build") for service in _ganserve_services().values()]
-    assert all(build == builds[0] for build in builds)
-    assert builds[0]["context"] == "."
-    assert set(builds[0]["args"]) == {"TORCH_FLAVOUR", "TORCH_VERSION"}
+def test_ganserve_services_share_one_image_built_once() -> None:
+    services = _ganserve_services()
+    images = {service["image"] for service in services.values()}
+    assert images == {"ganserve:latest"}
+    assert _raw()["x-ganserve"]["image"] == "${GANSERVE_IMAGE:-ganserve:latest}"
+    # One `build:` (compose builds each service that has one); the others run its image by
+    # name, and compose does not try to pull an image that a service of the project builds.
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["migrate"]
+    build = services["migrate"]["build"]
+    assert build["context"] == "."
+    assert set(build["args"]) == {"TORCH_FLAVOUR", "TORCH_VERSION", "TORCH_INDEX_URL"}
+    assert _raw()["services"]["migrate"]["build"]["args"]["TORCH_INDEX_URL"] == (
+        "${TORCH_INDEX_URL:-}"
+    ), "unset = empty = the Dockerfile's default (PyTorch's index for the flavour)"
 
 
 def test_ganserve_environment_names_are_real_settings() -> None:
@@ -180,6 +188,46 @@ def test_ganserve_environment_names_are_real_settings() -> None:
     for name, service in _ganserve_services().items():
         unknown = set(_environment(service)) - known
         assert not unknown, f"{name}: not ganserve settings: {sorted(unknown)}"
+
+
+# What each container may hold: the secrets it uses, no other.
+SECRETS_NEEDED = {
+    "postgres": {"POSTGRES_PASSWORD"},
+    "redis": {"REDIS_PASSWORD"},
+    "migrate": {"POSTGRES_PASSWORD"},
+    "api": {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "GANSERVE_API_KEYS"},
+    "worker": {"POSTGRES_PASSWORD", "REDIS_PASSWORD"},
+    "flower": {"REDIS_PASSWORD"},
+}
+
+
+def secrets_held(model: dict[str, Any]) -> dict[str, set[str]]:
+    """For each service of an interpolated model, the secrets whose value it contains."""
+    return {
+        name: {secret for secret, value in DUMMY.items() if value in json.dumps(service)}
+        for name, service in model["services"].items()
+    }
+
+
+def test_each_container_gets_only_the_secrets_it_needs() -> None:
+    assert secrets_held(_model()) == SECRETS_NEEDED
+
+
+def test_secrets_check_would_catch_a_leak() -> None:
+    leaky = _model()
+    leaky["services"]["worker"]["environment"]["GANSERVE_API_KEYS"] = DUMMY["GANSERVE_API_KEYS"]
+    assert secrets_held(leaky)["worker"] == {"POSTGRES_PASSWORD", "REDIS_PASSWORD",
+                                             "GANSERVE_API_KEYS"}  # fmt: skip
+
+
+def test_env_files_never_hand_over_the_compose_secrets_file() -> None:
+    """.env holds the secrets for interpolation: no container may read it whole."""
+    for name, service in _services().items():
+        env_files = service.get("env_file") or []
+        paths = [item if isinstance(item, str) else item["path"] for item in env_files]
+        assert ".env" not in paths and "./.env" not in paths, name
+    for service in _ganserve_services().values():
+        assert service["env_file"] == [{"path": "ganserve.env", "required": False}]
 
 
 @pytest.mark.parametrize("name", sorted(GANSERVE_SERVICES))
@@ -193,11 +241,16 @@ def test_ganserve_environment_values_are_valid_settings(
         monkeypatch.setenv(variable, value)
     settings = Settings()
     assert settings.data_dir == Path("/data")
+    assert settings.log_format == "json"
     assert settings.database_url == (
         f"postgresql+psycopg://ganserve:{DUMMY['POSTGRES_PASSWORD']}@postgres:5432/ganserve"
     )
-    assert settings.redis_url == f"redis://:{DUMMY['REDIS_PASSWORD']}@redis:6379/0"
-    assert settings.api_keys == [DUMMY["GANSERVE_API_KEYS"]]
+    if name == "migrate":
+        assert settings.redis_url is None and settings.api_keys == []
+    else:
+        assert settings.redis_url == f"redis://:{DUMMY['REDIS_PASSWORD']}@redis:6379/0"
+        expected_keys = [DUMMY["GANSERVE_API_KEYS"]] if name == "api" else []
+        assert settings.api_keys == expected_keys
 
 
 def test_ganserve_commands_exist() -> None:
