@@ -37,7 +37,7 @@ def test_binary_is_found() -> None:
 
 def test_starts_on_a_free_port_and_answers(server: EmbeddedRedis) -> None:
     assert server.port > 0
-    assert server.url == f"redis://127.0.0.1:{server.port}/0"
+    assert server.url == f"redis://:{server.password}@127.0.0.1:{server.port}/0"
     assert server.running
     client = client_for(server)
     assert client.ping() is True
@@ -48,17 +48,45 @@ def test_starts_on_a_free_port_and_answers(server: EmbeddedRedis) -> None:
 
 
 def test_is_bound_to_loopback_only(server: EmbeddedRedis) -> None:
+    config = server.config_path.read_text()
+    assert "bind 127.0.0.1\n" in config and "protected-mode yes\n" in config
+
+
+def test_a_client_without_the_password_is_refused(server: EmbeddedRedis) -> None:
+    # Any local process can reach the port; only the API and the worker get the password.
+    anonymous = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=server.port, password="guess").ping()
+    anonymous.close()
+    assert len(server.password) >= 32
+    assert EmbeddedRedis(server.data_dir).password != server.password  # one per server
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("CONFIG", "SET", "dir", "/tmp"), ("SAVE",), ("BGSAVE",), ("DEBUG", "SLEEP", "0"),
+     ("MODULE", "LIST"), ("SHUTDOWN",), ("REPLICAOF", "127.0.0.1", "1"), ("ACL", "LIST"),
+     ("FLUSHALL",), ("BGREWRITEAOF",), ("MIGRATE", "127.0.0.1", "1", "k", "0", "1")],
+)  # fmt: skip
+def test_administrative_commands_are_disabled(server: EmbeddedRedis, command: tuple) -> None:
     client = client_for(server)
-    assert client.config_get("bind") == {"bind": "127.0.0.1"}
-    assert client.config_get("protected-mode") == {"protected-mode": "yes"}
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        client.execute_command(*command)
     client.close()
+
+
+def test_its_files_are_private_to_the_owner(server: EmbeddedRedis) -> None:
+    assert server.data_dir.stat().st_mode & 0o777 == 0o700
+    assert server.config_path.stat().st_mode & 0o777 == 0o600
+    assert server.password not in " ".join(server.argv)  # not visible in `ps`
 
 
 def test_persistent_server_keeps_data_across_restart(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path / "redis", persistent=True) as server:
         client = client_for(server)
-        assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert "appendonly yes\nappendfsync everysec\n" in server.config_path.read_text()
         client.rpush("queue", "job-1", "job-2")
         client.close()
         old_pid, port = server.pid, server.port
@@ -91,7 +119,7 @@ def test_persistent_server_keeps_data_across_a_crash(tmp_path: Path) -> None:
 def test_non_persistent_server_loses_data_on_restart(tmp_path: Path) -> None:
     with EmbeddedRedis(tmp_path / "redis", persistent=False) as server:
         client = client_for(server)
-        assert client.config_get("appendonly") == {"appendonly": "no"}
+        assert "appendonly no\n" in server.config_path.read_text()
         client.set("key", "value")
         client.close()
 

@@ -143,7 +143,8 @@ def up_command(
         if not redis_url:
             broker = EmbeddedRedis(data / "broker", persistent=True).start()
             redis_url = broker.url
-            console.print(f"broker: private Valkey on {redis_url} (pid {broker.pid})")
+            # The URL holds the broker password: shown without it.
+            console.print(f"broker: private Valkey on 127.0.0.1:{broker.port} (pid {broker.pid})")
         env = {**os.environ, "GANSERVE_DATA_DIR": str(data), "REDIS_URL": redis_url,
                "GANSERVE_LOG_FORMAT": log_format}  # fmt: skip
         exe = [sys.executable, "-m", "ganserve"]

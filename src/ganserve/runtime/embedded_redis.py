@@ -5,12 +5,21 @@ machine without Redis. It listens on 127.0.0.1 only, keeps its files (and `redis
 `data_dir`, and, when persistent, writes an append-only file (fsync every second) so queued
 messages survive a restart. It runs in its own process group, so Ctrl-C in a terminal does
 not reach it: whoever started it stops it.
+
+Other local processes can reach a loopback port, so the server is closed to them: a random
+password per server object (kept across restarts, handed to the API and the worker only in
+`url`), written with the rest of the configuration to `valkey.conf` (mode 0600, in a 0700
+`data_dir`; never on the command line, where `ps` would show it), and the administrative
+commands (CONFIG, SAVE, DEBUG, MODULE, SHUTDOWN, replication, ACL, ...) renamed to nothing,
+so even a client with the password cannot make it write files elsewhere or load code.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import secrets
 import signal
 import subprocess
 import time
@@ -31,6 +40,13 @@ logger = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 _PORT_ATTEMPTS = 5  # tries with a fresh port when another process takes ours first
 _ADDRESS_IN_USE = "Address already in use"
+# Disabled (renamed to ""): what lets a client write files, load code, stop or re-point the
+# server, or wipe every queue. Celery and the event stream need none of them.
+DISABLED_COMMANDS = (
+    "CONFIG", "SAVE", "BGSAVE", "BGREWRITEAOF", "DEBUG", "MODULE", "SHUTDOWN", "REPLICAOF",
+    "SLAVEOF", "SYNC", "PSYNC", "MIGRATE", "ACL", "FLUSHALL", "FLUSHDB", "FAILOVER",
+    "CLUSTER", "LATENCY", "MONITOR",
+)  # fmt: skip
 
 
 def valkey_server_binary() -> Path:
@@ -75,7 +91,9 @@ class EmbeddedRedis:
         self.start_timeout = start_timeout  # seconds to wait for the first PONG
         self._binary = binary  # None: valkey_server_binary()
         self._port: int | None = port or None  # fixed after the first successful start
+        self.password = secrets.token_urlsafe(32)  # this server's; kept across restarts
         self._process: subprocess.Popen[bytes] | None = None
+        self._last_argv: list[str] = []
 
     def __repr__(self) -> str:
         state = f"pid={self._process.pid}" if self._process is not None else "stopped"
@@ -105,9 +123,18 @@ class EmbeddedRedis:
         return self._port
 
     @property
+    def config_path(self) -> Path:
+        return self.data_dir / "valkey.conf"
+
+    @property
     def url(self) -> str:
-        """`redis://127.0.0.1:PORT/0`."""
-        return f"redis://{HOST}:{self.port}/0"
+        """`redis://:PASSWORD@127.0.0.1:PORT/0` (the password is URL-safe)."""
+        return f"redis://:{self.password}@{HOST}:{self.port}/0"
+
+    @property
+    def argv(self) -> list[str]:
+        """The command line of the running server (no secrets in it)."""
+        return list(self._last_argv)
 
     @property
     def pid(self) -> int:
@@ -139,6 +166,7 @@ class EmbeddedRedis:
             self._process = None  # it died; start a fresh one
         binary = self._binary or valkey_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         pick_port = self._port is None
         attempts = _PORT_ATTEMPTS if pick_port else 1
         for attempt in range(1, attempts + 1):
@@ -180,21 +208,28 @@ class EmbeddedRedis:
     # --- internals ---------------------------------------------------------------------------
 
     def _argv(self, binary: Path, port: int) -> list[str]:
-        argv = [
-            str(binary),
-            "--bind", HOST,
-            "--port", str(port),
-            "--protected-mode", "yes",
-            "--dir", str(self.data_dir),
-            "--daemonize", "no",
-            "--save", "",
-            "--logfile", str(self.log_path),
-        ]  # fmt: skip
+        """Write `valkey.conf` (0600) for `port`; the command line names only that file."""
+        lines = [
+            f"bind {HOST}",
+            f"port {port}",
+            "protected-mode yes",
+            f"dir {_quoted(str(self.data_dir))}",
+            "daemonize no",
+            'save ""',
+            f"logfile {_quoted(str(self.log_path))}",
+        ]
         if self.persistent:
-            argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+            lines += ["appendonly yes", "appendfsync everysec"]
         else:
-            argv += ["--appendonly", "no"]
-        return argv
+            lines += ["appendonly no"]
+        lines.append(f"requirepass {self.password}")
+        lines += [f'rename-command {command} ""' for command in DISABLED_COMMANDS]
+        descriptor = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as config:
+            config.write("\n".join(lines) + "\n")
+        self.config_path.chmod(0o600)
+        self._last_argv = [str(binary), str(self.config_path)]
+        return self._last_argv
 
     def _launch(self, binary: Path, port: int) -> subprocess.Popen[bytes]:
         argv = self._argv(binary, port)
@@ -220,6 +255,7 @@ class EmbeddedRedis:
         client = redis.Redis(
             host=HOST,
             port=port,
+            password=self.password,
             socket_connect_timeout=0.5,
             socket_timeout=1.0,
             retry=Retry(NoBackoff(), 0),
@@ -278,3 +314,8 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
             process.kill()
     code = process.wait()
     logger.info("valkey-server (pid %d) exited with code %d", process.pid, code)
+
+
+def _quoted(value: str) -> str:
+    """A config-file string value (double-quoted, backslashes and quotes escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
