@@ -65,12 +65,41 @@ def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
+    errors = [await _readable(request, e) for e in exc.errors()]
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
     field = _field_of(tuple(first.get("loc", ())))
     detail = f"{field}: {first.get('msg', 'invalid value')}"
     shown = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
     return problem(422, detail, title="Invalid input", field=field, errors=shown)
+
+
+async def _readable(request: Request, error: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic's error in a person's words where its own are a parser's.
+
+    A malformed JSON body comes as loc ("body", <char offset>), msg "JSON decode error": say
+    where (line and column, 1-based) and why. A body that is not a JSON object - most often
+    one sent without `Content-Type: application/json`, which is then not parsed at all -
+    comes as "Input should be a valid dictionary": say that JSON is expected.
+    """
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        body = await request.body()
+        offset = loc[1]
+        line = body.count(b"\n", 0, offset) + 1
+        column = offset - body.rfind(b"\n", 0, offset)  # rfind is -1 on the first line
+        reason = str((error.get("ctx") or {}).get("error", "")).strip()
+        message = f"invalid JSON at line {line}, column {column}"
+        message += f": {reason}" if reason else ""
+        return {**error, "loc": ("body",), "msg": message}
+    if loc == ("body",) and error.get("type") in ("dict_type", "model_attributes_type"):
+        content_type = request.headers.get("content-type", "")
+        if "json" not in content_type.lower():
+            sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+            message = f"JSON expected: send the body as Content-Type: application/json ({sent})"
+        else:
+            message = "a JSON object is expected"
+        return {**error, "msg": message}
+    return error
 
 
 async def _service(request: Request, exc: Exception) -> JSONResponse:
