@@ -124,24 +124,24 @@ def test_aliases_set_move_delete(client: TestClient) -> None:
     register_model(store, "digits")
     register_model(store, "digits")
 
-    response = client.put("/v1/models/digits/aliases/best", json={"version": 1})
+    response = client.put("/v1/models/digits/aliases/stable", json={"version": 1})
     assert response.status_code == 200
     assert response.json() == {
         "name": "digits",
-        "alias": "best",
+        "alias": "stable",
         "version": 1,
-        "aliases": {"latest": 2, "best": 1},
+        "aliases": {"latest": 2, "stable": 1},
     }
     versions = client.get("/v1/models/digits").json()["versions"]
-    assert [v["aliases"] for v in versions] == [["best"], ["latest"]]
+    assert [v["aliases"] for v in versions] == [["stable"], ["latest"]]
 
-    moved = client.put("/v1/models/digits/aliases/best", json={"version": 2})
-    assert moved.json()["aliases"] == {"latest": 2, "best": 2}
-    assert client.get("/v1/models").json()["items"][0]["aliases"] == {"latest": 2, "best": 2}
+    moved = client.put("/v1/models/digits/aliases/stable", json={"version": 2})
+    assert moved.json()["aliases"] == {"latest": 2, "stable": 2}
+    assert client.get("/v1/models").json()["items"][0]["aliases"] == {"latest": 2, "stable": 2}
 
-    assert client.delete("/v1/models/digits/aliases/best").status_code == 204
+    assert client.delete("/v1/models/digits/aliases/stable").status_code == 204
     assert client.get("/v1/models/digits").json()["aliases"] == {"latest": 2}
-    missing = client.delete("/v1/models/digits/aliases/best")
+    missing = client.delete("/v1/models/digits/aliases/stable")
     assert missing.status_code == 404 and missing.json()["field"] == "alias"
 
 
@@ -156,24 +156,36 @@ def test_latest_cannot_be_set_or_deleted(client: TestClient) -> None:
         assert problem["field"] == "alias" and "implicit" in problem["detail"]
 
 
+def test_best_is_automatic_and_cannot_be_set_or_deleted(client: TestClient) -> None:
+    register_model(app_store(client), "digits")
+    for response in (
+        client.put("/v1/models/digits/aliases/best", json={"version": 1}),
+        client.delete("/v1/models/digits/aliases/best"),
+    ):
+        assert response.status_code == 422
+        problem = response.json()
+        assert problem["field"] == "alias" and "set automatically" in problem["detail"]
+    assert client.get("/v1/models/digits").json()["aliases"] == {"latest": 1}
+
+
 def test_alias_errors(client: TestClient) -> None:
     register_model(app_store(client), "digits")
-    missing = client.put("/v1/models/digits/aliases/best", json={"version": 9})
+    missing = client.put("/v1/models/digits/aliases/stable", json={"version": 9})
     assert missing.status_code == 404 and "versions: 1" in missing.json()["detail"]
-    assert client.put("/v1/models/faces/aliases/best", json={"version": 1}).status_code == 404
+    assert client.put("/v1/models/faces/aliases/stable", json={"version": 1}).status_code == 404
     bad_name = client.put("/v1/models/digits/aliases/Best!", json={"version": 1})
     assert bad_name.status_code == 422 and bad_name.json()["field"] == "alias"
     for body in ({"version": "1"}, {"version": 0}, {}, {"version": 1, "extra": 1}):
-        assert client.put("/v1/models/digits/aliases/best", json=body).status_code == 422
+        assert client.put("/v1/models/digits/aliases/stable", json=body).status_code == 422
 
 
 def test_deleting_a_version_drops_its_aliases(client: TestClient) -> None:
     register_model(app_store(client), "digits")
     register_model(app_store(client), "digits")
-    client.put("/v1/models/digits/aliases/best", json={"version": 1})
+    client.put("/v1/models/digits/aliases/stable", json={"version": 1})
     client.delete("/v1/models/digits/versions/1")
     assert client.get("/v1/models/digits").json()["aliases"] == {"latest": 2}
-    response = client.get("/v1/models/digits/samples.png", params={"version": "best"})
+    response = client.get("/v1/models/digits/samples.png", params={"version": "stable"})
     assert response.status_code == 404 and response.json()["field"] == "version"
 
 
@@ -182,13 +194,13 @@ def test_mutating_routes_need_a_key_when_keys_are_set(settings: Settings) -> Non
     with TestClient(create_app(keyed)) as client:
         register_model(app_store(client), "digits")
         auth = {"Authorization": "Bearer s3cret"}
-        put = "/v1/models/digits/aliases/best"
+        put = "/v1/models/digits/aliases/stable"
         assert client.put(put, json={"version": 1}).status_code == 401
         assert client.delete("/v1/models/digits/versions/1").status_code == 401
         wrong = {"Authorization": "Bearer nope"}
         assert client.delete("/v1/models/digits/versions/1", headers=wrong).status_code == 403
         assert client.put(put, json={"version": 1}, headers=auth).status_code == 200
-        assert client.delete("/v1/models/digits/aliases/best", headers=auth).status_code == 204
+        assert client.delete("/v1/models/digits/aliases/stable", headers=auth).status_code == 204
         # reading and sampling stay open unless GANSERVE_PROTECT_SAMPLING is set
         assert client.get("/v1/models/digits").status_code == 200
         assert client.get("/v1/models/digits/samples.png").status_code == 200

@@ -251,8 +251,8 @@ def test_cache_control_pinned_version_vs_alias(digits: TestClient) -> None:
     for version in ("1", "v1"):
         pinned = digits.get(url, params={"version": version})
         assert pinned.headers["cache-control"] == "public, max-age=31536000, immutable"
-    digits.put("/v1/models/digits/aliases/best", json={"version": 1})
-    for version in ("latest", "best"):
+    digits.put("/v1/models/digits/aliases/stable", json={"version": 1})
+    for version in ("latest", "stable"):
         response = digits.get(url, params={"version": version})
         assert response.headers["cache-control"] == "no-cache"
         assert response.headers["x-model-version"] == "1"

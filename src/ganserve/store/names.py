@@ -24,6 +24,8 @@ SERIES_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"
 ECHO_CHARS = 80  # characters of a refused value repeated in an error message
 # Aliases computed by the registry, never stored: `latest` = the newest live version.
 IMPLICIT_ALIASES = frozenset({"latest"})
+# Aliases the workers keep: `best` = the version with the lowest final Fréchet distance.
+AUTOMATIC_ALIASES = frozenset({"best"})
 
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
@@ -71,7 +73,7 @@ def validate_alias(alias: str, field: str = "alias") -> str:
         raise InvalidValueError(
             field,
             f"alias {alias!r} is implicit (always the newest version) and cannot be set or "
-            "deleted; choose another name such as 'production' or 'best'",
+            "deleted; choose another name such as 'production' or 'stable'",
         )
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise InvalidValueError(
@@ -80,6 +82,18 @@ def validate_alias(alias: str, field: str = "alias") -> str:
             f"and '-', starting with a letter ({ALIAS_PATTERN})",
         )
     return alias
+
+
+def validate_settable_alias(alias: str, field: str = "alias") -> str:
+    """`validate_alias`, and not one the workers keep: what a person may set or delete."""
+    if alias in AUTOMATIC_ALIASES:
+        raise InvalidValueError(
+            field,
+            f"alias {alias!r} is set automatically (the version with the lowest final Fréchet "
+            "distance) and cannot be set or deleted by hand; choose another name such as "
+            "'production' or 'stable'",
+        )
+    return validate_alias(alias, field)
 
 
 def validate_version_ref(ref: str, field: str = "version") -> str:

@@ -25,6 +25,7 @@ from ganserve.service.registry.schemas import (
 )
 from ganserve.store import ArtifactStore, ModelVersion, RecordNotFoundError, Session, StoreError
 from ganserve.store import registry as store_registry
+from ganserve.store.names import validate_settable_alias
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def delete_version(session: Session, artifacts: ArtifactStore, name: str, versio
 
 
 def set_alias(session: Session, name: str, alias: str, version: int) -> AliasOut:
+    validate_settable_alias(alias)  # `best` is the workers' to move
     with explain_not_found(session):
         store_registry.set_alias(session, name, alias, version)
         aliases = store_registry.get_model(session, name).aliases
@@ -96,6 +98,7 @@ def set_alias(session: Session, name: str, alias: str, version: int) -> AliasOut
 
 
 def delete_alias(session: Session, name: str, alias: str) -> None:
+    validate_settable_alias(alias)
     with explain_not_found(session, field="alias"):
         store_registry.delete_alias(session, name, alias)
 
