@@ -234,6 +234,20 @@ def test_a_body_that_is_not_json_is_a_422_problem(client: TestClient) -> None:
         "/v1/jobs", content=b"not json", headers={"content-type": "application/json"}
     )
     assert_problem(response, 422)
+    # where the JSON breaks, in lines and columns (1-based), not a character offset
+    broken = client.post(
+        "/v1/jobs",
+        content=b'{"steps": 10,\n "seed" 3}',
+        headers={"content-type": "application/json"},
+    )
+    problem = assert_problem(broken, 422)
+    assert problem["field"] == "body"
+    assert problem["detail"].startswith("body: invalid JSON at line 2, column 9"), problem
+    # a JSON body sent without its content type is not parsed: say that JSON is expected
+    untyped = client.post("/v1/jobs", content=b'{"steps": 10}')
+    problem = assert_problem(untyped, 422)
+    assert "JSON expected" in problem["detail"] and "application/json" in problem["detail"]
+    assert problem["field"] == "body"
 
 
 # --- list and get ---------------------------------------------------------------------------
