@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     max_upload_uncompressed_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     max_upload_compression_ratio: float = Field(default=100.0, ge=1.0)
     max_upload_image_pixels: int = Field(default=4096 * 4096, ge=64)
+    # CycleGAN translate with keep_size: pixels of the picture translated at its own size (the
+    # generators' activations grow with them; about 0.2 KB per pixel at 32 px-model widths).
+    max_translate_pixels: int = Field(default=1024 * 1024, ge=64)
 
     # Optional local TorchScript Inception feature extractor for Inception FID (never
     # downloaded); unset = only the offline classifier-based metrics.

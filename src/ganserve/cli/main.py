@@ -7,6 +7,7 @@ import typer
 from ganserve.cli.client import jobs_app, models_app
 from ganserve.cli.engine import sample_command, train_command
 from ganserve.cli.server import api_command, migrate_command, up_command, worker_command
+from ganserve.cli.translate import translate_command  # also adds `models translate`
 
 app = typer.Typer(
     name="ganserve",
@@ -20,6 +21,7 @@ app.command("worker")(worker_command)
 app.command("migrate")(migrate_command)
 app.command("train")(train_command)
 app.command("sample")(sample_command)
+app.command("translate")(translate_command)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 

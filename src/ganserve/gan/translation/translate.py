@@ -14,7 +14,9 @@ resize, grey <-> RGB); with keep_size only the channels are converted.
 
 from __future__ import annotations
 
+import io
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,50 @@ def to_domain(image: Image.Image, channels: int, size: int | None) -> torch.Tens
     if array.ndim == 2:
         array = array[:, :, None]  # (h, w) -> (h, w, 1)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)  # (1, C, h, w)
+
+
+PICTURE_FORMATS = ("PNG", "JPEG")  # as Pillow names the decoded format
+
+
+def decode_picture(data: bytes, max_pixels: int) -> Image.Image:
+    """PNG or JPEG bytes -> a decoded picture, or ConfigError("image", why).
+
+    The header is read first: a picture over `max_pixels` (width x height) is refused before
+    any pixel is decoded, so a small file that inflates to a huge bitmap costs nothing.
+    Animated PNGs give their first frame.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=list(PICTURE_FORMATS))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ConfigError(
+                    "image", f"{width}x{height} is {width * height} pixels, over the limit of "
+                    f"{max_pixels}",
+                )  # fmt: skip
+            image.load()
+    except ConfigError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:  # fmt: skip
+        raise ConfigError("image", f"not a readable PNG or JPEG image ({exc})") from exc
+    return image
+
+
+def translate_picture(
+    translator: LoadedTranslator,
+    picture: Image.Image,
+    direction: str,
+    keep_size: bool = False,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """A decoded picture -> its (H, W, C) uint8 translation (H, W: the model's size, or the
+    picture's own with keep_size)."""
+    generator = translator.generator(direction)
+    spec = translator.spec
+    image = to_domain(picture, spec.channels, None if keep_size else spec.image_size)
+    return translate(generator, image, device)[0].permute(1, 2, 0).contiguous()
 
 
 # ----------------------------------------------------------------------------- export
