@@ -138,7 +138,9 @@ def setup(tmp_path: Path) -> Setup:
     return Setup(tmp=tmp_path, child_script=child_script, order_file=tmp_path / "order.txt")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_signal_stops_children_in_reverse_order(setup: Setup, sig: signal.Signals) -> None:
     children = [setup.child("first"), setup.child("second")]
     with setup.supervisor(children, timeout=10) as sup:

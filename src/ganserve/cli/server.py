@@ -17,7 +17,7 @@ from ganserve.runtime.errors import ProcessError
 from ganserve.runtime.supervisor import Supervisor, wait_for_http
 from ganserve.settings import Settings, get_settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never broken mid-phrase when piped
 
 HostOption = Annotated[str | None, typer.Option(help="Bind address (default GANSERVE_HOST).")]
 PortOption = Annotated[int | None, typer.Option(help="Port (default GANSERVE_PORT).")]

@@ -307,12 +307,13 @@ class Supervisor:
                 stop_process_group(child.process, timeout, name=child.name, force=self._force)
 
     def run(self, timeout: float = 10.0) -> int:
-        """Handle SIGINT/SIGTERM, wait, stop all children, and return an exit code.
+        """Handle SIGINT/SIGTERM/SIGHUP, wait, stop all children, and return an exit code.
 
         0 after a signal; if a child exited on its own, its exit code (128 + N when it died of
         signal N, 1 when it exited with 0). Call from the main thread.
         """
-        handled = (signal.SIGINT, signal.SIGTERM)
+        # SIGHUP too: a closed terminal must not leave the children behind
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
             names = ", ".join(f"{c.name} (pid {c.pid})" for c in self._children)
