@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -236,7 +237,7 @@ def test_train_watch_and_sample_in_the_browser(
     # --- a phone-width screen: no sideways scrolling on any page
     tab.set_viewport_size(PHONE)
     routes = [
-        ("/models", "#models-table"),
+        ("/models", "#gallery .gallery-row[data-state=loaded]"),
         ("/models/web-digits?seed=7", "#sample-figure[data-state=loaded]"),
         ("/jobs", f"tr[data-job='{job_id}']"),
         (f"/jobs/{job_id}", "#preview-figure[data-state=loaded]"),
@@ -258,6 +259,74 @@ def test_train_watch_and_sample_in_the_browser(
     check_fits_phone(tab, "the open key form")
     shot(tab, artifacts, "phone-key-form")
     errors.check()
+
+
+@pytest.mark.timeout(600)  # trains two tiny models
+def test_the_gallery_shows_samples_of_every_model(
+    web_stack: WebStack, page: tuple[Any, PageErrors], artifacts: Path
+) -> None:
+    tab, errors = page
+    base = web_stack.url
+    tiny = {"steps": 20, "batch_size": 32, "device": "cpu", "eval_samples": 50,
+            "checkpoint_every": 20, "sample_every": 20}  # fmt: skip
+    with httpx.Client(base_url=base, timeout=60) as client:
+        ids = [
+            client.post("/v1/jobs", json={**tiny, "name": "gallery-plain"}).json()["id"],
+            client.post("/v1/jobs", json={**tiny, "name": "gallery-cgan", "conditional": True})
+            .json()["id"],
+        ]  # fmt: skip
+        for job_id in ids:
+            wait_until_finished(client, job_id)
+        models = client.get("/v1/models").json()["items"]
+    names = [m["name"] for m in models]
+    assert {"gallery-plain", "gallery-cgan"} <= set(names)
+
+    open_route(tab, base, "/models", "#gallery")
+    for name in names:  # every model's card shows a sample image of its serving version
+        card = tab.locator(f"#gallery li[data-model='{name}']")
+        expect(card.locator(".gallery-row[data-state=loaded]").first).to_be_visible()
+        width = card.locator(".gallery-row img").first.evaluate("img => img.naturalWidth")
+        assert width >= 200, f"{name}: a {width} px sample grid"  # upscaled to be seen
+        assert "latest" in (card.text_content() or "")  # its aliases
+    plain = tab.locator("#gallery li[data-model='gallery-plain'] .gallery-row")
+    assert plain.count() == 1
+    src = plain.locator("img").get_attribute("data-url") or ""
+    assert "version=1" in src and "n=8" in src and "label=" not in src
+    # a conditional model: one row per class, each labelled with the class and asking for it
+    rows = tab.locator("#gallery li[data-model='gallery-cgan'] .gallery-row")
+    expect(rows.nth(9)).to_have_attribute("data-state", "loaded")
+    assert rows.count() == 10
+    assert [rows.nth(i).locator(".gallery-class").text_content() for i in range(10)] == [
+        str(i) for i in range(10)
+    ]
+    assert "label=7" in (rows.nth(7).locator("img").get_attribute("data-url") or "")
+    metrics = tab.locator("#gallery li[data-model='gallery-plain'] dl.pairs")
+    expect(metrics).to_contain_text("fd")  # key metrics of the serving version
+    check_accessible_names(tab, "the gallery")
+    shot(tab, artifacts, "gallery-desktop")
+
+    tab.set_viewport_size(PHONE)
+    open_route(tab, base, "/models", "#gallery .gallery-row[data-state=loaded]")
+    expect(rows.nth(9)).to_have_attribute("data-state", "loaded")
+    check_fits_phone(tab, "the gallery")
+    shot(tab, artifacts, "gallery-phone")
+    # the shareable link keeps its whole width at phone size
+    open_route(tab, base, "/models/gallery-plain?seed=7", "#sample-figure[data-state=loaded]")
+    share = tab.locator("#s-share").bounding_box()
+    assert share is not None and share["width"] >= PHONE["width"] * 0.7, share
+    check_fits_phone(tab, "the model page")
+    errors.check()
+
+
+def wait_until_finished(client: httpx.Client, job_id: str, timeout: float = 400) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            assert job["status"] == "succeeded", job
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s")
 
 
 def test_cancel_from_the_job_page(

@@ -374,6 +374,20 @@ function heading(text, ...extra) {
 
 // --- models --------------------------------------------------------------------------------
 
+// A gallery: a card per model with a small sample grid of the version `latest` serves (the
+// concrete version number goes in the URL, so the browser's cache and the ETag keep it
+// cheap), its aliases and key metrics. A conditional model shows one row per class.
+const GALLERY_SEED = 0;
+const GALLERY_PER_ROW = 8;
+const GALLERY_PX = 256; // grids are upscaled by a whole factor to about this width
+const GALLERY_MAX_CLASSES = 10; // rows shown for a conditional model; the rest on its page
+const KEY_METRICS = ["fd", "kid", "coverage", "cond_acc"];
+
+function galleryScale(imageWidth, count) {
+  const width = count * (imageWidth + 1) + 1; // make_grid's layout: 1 px padding
+  return Math.max(1, Math.min(16, Math.ceil(GALLERY_PX / width)));
+}
+
 async function modelsView(ctx) {
   const page = await getJSON("v1/models", { signal: ctx.signal });
   const root = ctx.root;
@@ -382,7 +396,7 @@ async function modelsView(ctx) {
     root.append(h("p", {}, "No models yet: ", h("a", { href: "#/submit" }, "train one"), "."));
     return;
   }
-  const metricCells = new Map();
+  const cards = new Map();
   root.append(
     h(
       "p",
@@ -390,53 +404,92 @@ async function modelsView(ctx) {
       "Each finished training job registers a version of its model. Open one to sample it.",
     ),
     h(
-      "table",
-      { class: "list", id: "models-table" },
-      h("caption", { class: "visually-hidden" }, "Models"),
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          ["Model", "Latest", "Versions", "Aliases", "Metrics", "Updated"].map((t) =>
-            h("th", { scope: "col" }, t),
+      "ul",
+      { class: "gallery", id: "gallery", "aria-label": "Models" },
+      page.items.map((model) => {
+        const href = `#/models/${encodeURIComponent(model.name)}`;
+        const body = h("div", { class: "gallery-body" }, h("p", { class: "hint" }, "Loading…"));
+        const card = h(
+          "li",
+          { class: "card gallery-card", "data-model": model.name },
+          h("h2", {}, h("a", { href }, model.name)),
+          body,
+          h(
+            "p",
+            { class: "hint" },
+            `v${model.latest_version} · ${model.versions} version${model.versions === 1 ? "" : "s"} · ${fmtTime(model.updated_at)}`,
           ),
-        ),
-      ),
-      h(
-        "tbody",
-        {},
-        page.items.map((model) => {
-          const metrics = cell("Metrics", "…");
-          metricCells.set(model.name, metrics.firstChild);
-          return h(
-            "tr",
-            {},
-            cell("Model", h("a", { href: `#/models/${encodeURIComponent(model.name)}` }, model.name)),
-            cell("Latest", `v${model.latest_version}`),
-            cell("Versions", model.versions),
-            cell("Aliases", aliasList(model.aliases)),
-            metrics,
-            cell("Updated", fmtTime(model.updated_at)),
-          );
-        }),
-      ),
+          aliasList(model.aliases),
+        );
+        cards.set(model.name, body);
+        return card;
+      }),
     ),
   );
-  // The latest version's metrics, one request per model, filled in as they come.
+  // Each model's serving version, filled in as the details come.
   await Promise.all(
     page.items.map(async (model) => {
-      const cell = metricCells.get(model.name);
+      const body = cards.get(model.name);
       try {
         const detail = await getJSON(`v1/models/${encodeURIComponent(model.name)}`, { signal: ctx.signal });
-        const latest = detail.versions.find((v) => v.version === detail.latest_version);
-        cell.replaceChildren(pairs(latest && latest.metrics, `Metrics of ${model.name}`) || "none");
+        const serving = detail.versions.find((v) => v.version === detail.latest_version);
+        body.replaceChildren(...galleryCardBody(model.name, serving, ctx.signal));
       } catch (error) {
-        if (!isAbort(error)) cell.textContent = "–";
+        if (!isAbort(error)) body.replaceChildren(h("p", { class: "error" }, error.message || String(error)));
       }
     }),
   );
+}
+
+function galleryCardBody(name, version, signal) {
+  if (!version) return [h("p", { class: "hint" }, "No version to show.")];
+  const base = `v1/models/${encodeURIComponent(name)}/samples.png`;
+  const width = version.image_shape ? version.image_shape[2] : 8;
+  const scale = galleryScale(width, GALLERY_PER_ROW);
+  const query = (extra) =>
+    new URLSearchParams({
+      version: String(version.version),
+      seed: String(GALLERY_SEED),
+      n: String(GALLERY_PER_ROW),
+      nrow: String(GALLERY_PER_ROW),
+      scale: String(scale),
+      ...extra,
+    });
+  const classes = version.conditional ? version.classes || [] : [];
+  const rows = classes.length
+    ? classes.slice(0, GALLERY_MAX_CLASSES).map((c, i) => ({ label: String(i), name: c }))
+    : [{ label: null, name: null }];
+  const figure = h("figure", { class: "gallery-grid" });
+  for (const row of rows) {
+    const params = row.label === null ? query({}) : query({ label: row.label });
+    const img = h("img", {
+      class: "pixelated",
+      alt:
+        row.label === null
+          ? `${GALLERY_PER_ROW} samples of ${name} v${version.version}`
+          : `${GALLERY_PER_ROW} samples of ${name} v${version.version}, class ${row.name}`,
+      hidden: true,
+    });
+    const error = h("span", { class: "error" });
+    const line = h(
+      "div",
+      { class: "gallery-row" },
+      row.label === null ? null : h("span", { class: "gallery-class" }, row.name),
+      img,
+      error,
+    );
+    figure.append(line);
+    showImage(img, `${base}?${params}`, { figure: line, errorEl: error, signal });
+  }
+  if (classes.length > GALLERY_MAX_CLASSES)
+    figure.append(h("figcaption", { class: "hint" }, `First ${GALLERY_MAX_CLASSES} of ${classes.length} classes.`));
+  const metrics = Object.fromEntries(
+    KEY_METRICS.filter((k) => version.metrics && typeof version.metrics[k] === "number").map((k) => [
+      k,
+      version.metrics[k],
+    ]),
+  );
+  return [figure, pairs(metrics, `Metrics of ${name} v${version.version}`) || h("p", { class: "hint" }, "No metrics.")];
 }
 
 function aliasList(aliases) {
@@ -919,7 +972,7 @@ function jobRow(job) {
         value: String(p.step),
         "aria-label": `Progress of ${job.name} (${job.id.slice(0, 8)})`,
       }),
-      ` ${p.step} / ${p.total_steps}`,
+      job.phase === "preparing" ? " preparing" : ` ${p.step} / ${p.total_steps}`,
     ),
     cell("Created", fmtTime(job.created_at)),
   );
@@ -964,7 +1017,18 @@ async function jobView(ctx) {
   let events = 0;
   let lastLive = "";
 
+  let preparing = null; // the latest `preparing` event while the job is preparing
   const showProgress = (step, total, stepsPerSec, eta) => {
+    if (job.status === "running" && job.phase === "preparing") {
+      // one-time work before the first step, e.g. the evaluation classifier
+      bar.max = preparing ? preparing.total : 1;
+      bar.value = preparing ? preparing.step : 0;
+      progressText.textContent = preparing
+        ? `Preparing: ${preparing.message}`
+        : "Preparing: loading the dataset (the first job on a dataset also trains its evaluation classifier)…";
+      if (lastLive !== "preparing") live.textContent = lastLive = "Job preparing";
+      return;
+    }
     bar.max = total || 1;
     bar.value = step;
     const pct = total ? Math.floor((100 * step) / total) : 0;
@@ -1155,9 +1219,21 @@ async function jobView(ctx) {
     if (!events) streamState.textContent = "Live: following the event stream.";
   });
   source.addEventListener(
+    "preparing",
+    counted((d) => {
+      job.status = "running";
+      job.phase = "preparing";
+      preparing = { step: d.step ?? 0, total: d.total || 1, message: d.message || "" };
+      status.textContent = job.status;
+      status.className = `badge status-${job.status}`;
+      showProgress(0, job.progress.total_steps);
+    }),
+  );
+  source.addEventListener(
     "progress",
     counted((d) => {
       job.progress.step = d.step ?? job.progress.step;
+      job.phase = "training";
       if (job.status === "queued") job.status = "running";
       job.last_losses = d.losses || job.last_losses;
       job.progress.steps_per_sec = d.steps_per_sec;
@@ -1195,6 +1271,8 @@ async function jobView(ctx) {
     "status",
     counted(async (d) => {
       job.status = d.status || job.status;
+      // claimed: preparing until the first step (a resumed job goes on from its checkpoint)
+      job.phase = job.status !== "running" ? null : job.progress.step ? "training" : "preparing";
       status.textContent = job.status;
       status.className = `badge status-${job.status}`;
       if (TERMINAL.has(job.status)) {
