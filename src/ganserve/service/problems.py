@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import kombu.exceptions
@@ -57,6 +58,22 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+DATA_DIR_SHOWN = "$GANSERVE_DATA_DIR"
+
+
+def redact_paths(text: str, data_dir: Path) -> str:
+    """`text` with the data dir's absolute path written as $GANSERVE_DATA_DIR: what a
+    message may say of where files go, without revealing the server's layout."""
+    for form in {str(data_dir.resolve()), str(data_dir.absolute())}:
+        text = text.replace(form, DATA_DIR_SHOWN)
+    return text
+
+
+def _redacted(request: Request, text: str) -> str:
+    context = getattr(request.app.state, "context", None)
+    return text if context is None else redact_paths(text, context.settings.data_dir)
+
+
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     # ("body", "noise", "dim") -> "noise.dim"; ("query", "seed") -> "seed"
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
@@ -107,8 +124,8 @@ async def _service(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return problem(exc.status, exc.detail, title=exc.title, field=exc.field, headers=headers,
-                   **exc.extra)  # fmt: skip
+    return problem(exc.status, _redacted(request, exc.detail), title=exc.title, field=exc.field,
+                   headers=headers, **exc.extra)  # fmt: skip
 
 
 # Exceptions of the layers below the service -> (status, title). The most specific class
@@ -142,7 +159,7 @@ async def _lower_layer(request: Request, exc: Exception) -> JSONResponse:
         return unavailable("database", str(exc))
     if status >= 500:
         log.exception("error from a lower layer", exc_info=exc)
-    return problem(status, str(exc), title=title, field=field)
+    return problem(status, _redacted(request, str(exc)), title=title, field=field)
 
 
 def unavailable(dependency: str, detail: str) -> JSONResponse:

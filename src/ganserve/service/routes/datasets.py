@@ -24,6 +24,7 @@ from ganserve.service.datasets.uploads import (
 )
 from ganserve.service.deps import MutatingAuth, SettingsDep
 from ganserve.service.errors import ConflictError, NotFoundError
+from ganserve.service.problems import redact_paths
 from ganserve.service.schemas import DatasetList, DatasetOut
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _describe(name: str, data_dir: Path) -> DatasetOut:
         log.warning("dataset %s is unreadable: %s", name, error)
         return DatasetOut(
             name=name, builtin=False, available=False, image_size=0, channels=0, classes=[],
-            num_classes=0, size=0, hint=str(error),
+            num_classes=0, size=0, hint=redact_paths(str(error), data_dir),
         )  # fmt: skip
     return DatasetOut(
         name=name,
@@ -65,7 +66,9 @@ def _describe(name: str, data_dir: Path) -> DatasetOut:
         classes=info["classes"],
         num_classes=len(info["classes"]),
         size=info["size"],
-        hint=info["missing_files_hint"],
+        hint=None
+        if info["missing_files_hint"] is None
+        else redact_paths(info["missing_files_hint"], data_dir),
     )
 
 
