@@ -172,11 +172,14 @@ def generate(
 
     In passes of the fixed sizes above, so each row's bits do not depend on N.
     """
+    device = torch.device(device)
+    z = z.to(device)  # no copy when it is there already (the CPU: the service, the CLI)
+    labels = None if labels is None else labels.to(device)
     was_training = generator.training
     if was_training:
         generator.eval()
     try:
-        return _forward(generator, z, labels, torch.device(device))
+        return _forward(generator, z, labels, device)
     finally:
         if was_training:
             generator.train()
@@ -196,8 +199,7 @@ def _forward(
                 z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
                 if y_rows is not None:
                     y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
-            y_dev = None if y_rows is None else y_rows.to(device)
-            parts.append(to_uint8(generator(z_rows.to(device), y_dev)[:rows]))
+            parts.append(to_uint8(generator(z_rows, y_rows)[:rows]))
     if not parts:
         _, h, w = generator.spec.image_shape
         return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)
@@ -350,10 +352,10 @@ def sample_png(
     device: torch.device | str = "cpu",
 ) -> bytes:
     """One PNG for one seed, or a grid of nrow images per row for several (CLI and API)."""
-    images = torch.cat(
-        [chunk for chunk, _ in sample_images(generator, seeds, labels, truncation, device=device)]
-    )
-    return picture_png(images, nrow, scale)
+    chunks = [
+        chunk for chunk, _ in sample_images(generator, seeds, labels, truncation, device=device)
+    ]
+    return picture_png(chunks[0] if len(chunks) == 1 else torch.cat(chunks), nrow, scale)
 
 
 def sample_images(
