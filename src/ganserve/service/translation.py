@@ -16,17 +16,32 @@ for the same input and version. Zips out carry fixed timestamps: same request, s
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from ganserve.gan.errors import ConfigError
+from ganserve.gan.errors import CheckpointError, ConfigError
 from ganserve.gan.sample import encode_png
-from ganserve.gan.translation.translate import LoadedTranslator, decode_picture, translate_picture
+from ganserve.gan.translation.translate import (
+    TRANSLATOR_FORMAT,
+    LoadedTranslator,
+    decode_picture,
+    load_translator,
+    translate_picture,
+)
 from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
+from ganserve.service.registry import versions as registry
 from ganserve.settings import Settings
+from ganserve.store import Store
+from ganserve.store import registry as store_registry
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 ZIP_TYPE = "application/zip"
@@ -153,3 +168,136 @@ def translate_zip(
             if on_image:
                 on_image()
     return out.getvalue()
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def is_translation_model(description: dict[str, Any]) -> bool:
+    """Whether a registered version's description is an exported translator (CycleGAN)."""
+    return description.get("format") == TRANSLATOR_FORMAT
+
+
+@dataclass(frozen=True)
+class ServedTranslator:
+    name: str
+    version: int
+    translator: LoadedTranslator
+    identity: str  # sha256 of the exported weights: part of every ETag
+
+
+class TranslatorCache:
+    """Loaded translators of one API process, LRU by (name, version); thread-safe.
+
+    The registry is read on every call (an alias that moved is followed at once); files are
+    loaded on a miss and their sha256 checked against the registered description.
+    """
+
+    def __init__(self, store: Store, capacity: int) -> None:
+        self.store, self.capacity = store, capacity
+        self._entries: OrderedDict[tuple[str, int], ServedTranslator] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def get(self, name: str, ref: str) -> ServedTranslator:
+        """Blocking (call it from a thread): 404 naming what exists, 422 for a noise model."""
+        with self.store.session() as session:
+            row = registry.resolve_version(session, name, ref)
+            version, path = row.version, row.artifact_path
+            description = dict(row.description or {})
+        if not is_translation_model(description):
+            raise InvalidInputError(
+                f"model {name!r} v{version} generates from noise; it does not translate "
+                "images (use samples.png)",
+                field="name",
+            )
+        identity = str(description.get("sha256", ""))
+        with self._guard:
+            entry = self._entries.get((name, version))
+            if entry is not None and entry.identity == identity:
+                self._entries.move_to_end((name, version))
+                return entry
+        translator = load_translator(self.store.artifacts.absolute(path), "cpu")
+        if translator.description.get("sha256") != identity:
+            raise CheckpointError(
+                f"the files of model {name!r} v{version} are not the ones registered"
+            )
+        entry = ServedTranslator(name, version, translator, identity)
+        with self._guard:
+            self._entries[(name, version)] = entry
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return entry
+
+    def invalidate(self, name: str, version: int) -> None:
+        with self._guard:
+            self._entries.pop((name, version), None)
+
+
+@dataclass(frozen=True)
+class TranslateAnswer:
+    status: int  # 200, or 304 when If-None-Match matched (body empty)
+    body: bytes
+    media_type: str | None
+    headers: dict[str, str]
+
+
+def _etag(served: ServedTranslator, direction: str, keep_size: bool, kind: str, body: bytes) -> str:
+    payload = {
+        "kind": f"translate-{kind}", "model": served.name, "version": served.version,
+        "identity": served.identity, "direction": direction, "keep_size": keep_size,
+        "input": hashlib.sha256(body).hexdigest(),
+    }  # fmt: skip
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:40] + '"'
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+def answer_translate(
+    cache: TranslatorCache,
+    settings: Settings,
+    name: str,
+    *,
+    version: str,
+    direction: str,
+    keep_size: bool,
+    content_type: str | None,
+    body: bytes,
+    if_none_match: str | None,
+) -> TranslateAnswer:
+    """The whole route, blocking (run it in a thread): resolve, 304 or translate."""
+    kind = media_type(content_type)
+    if direction not in ("a2b", "b2a"):
+        raise InvalidInputError(
+            f"direction: must be a2b or b2a, got {direction[:20]!r}", field="direction"
+        )
+    served = cache.get(name, version)
+    etag = _etag(served, direction, keep_size, "zip" if kind == ZIP_TYPE else "image", body)
+    private = bool(settings.api_keys) and settings.protect_sampling
+    immutable = store_registry.is_pinned(version)
+    cache_control = ("private, " if private else "public, ") + "max-age=31536000, immutable"
+    headers = {
+        "X-Model-Name": served.name,
+        "X-Model-Version": str(served.version),
+        "X-Direction": direction,
+        "ETag": etag,
+        "Cache-Control": cache_control
+        if immutable
+        else ("private, no-cache" if private else "no-cache"),
+    }
+    if _etag_matches(if_none_match, etag):
+        return TranslateAnswer(304, b"", None, headers)
+    if kind == ZIP_TYPE:
+        out = translate_zip(served.translator, body, direction, keep_size, settings)
+        headers["Content-Disposition"] = (
+            f'attachment; filename="{served.name}-v{served.version}-{direction}.zip"'
+        )
+        return TranslateAnswer(200, out, ZIP_TYPE, headers)
+    png = translate_image(served.translator, body, direction, keep_size, settings)
+    return TranslateAnswer(200, png, "image/png", headers)

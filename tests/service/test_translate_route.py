@@ -1,0 +1,129 @@
+"""POST /v1/models/{name}/translate on a real app (SQLite, Redis): bytes, caching, refusals."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from ganserve.gan.translation.models import ResnetGenerator, TranslatorSpec
+from ganserve.gan.translation.translate import export_translator
+from ganserve.service.app import create_app
+from ganserve.service.routes import translate as translate_routes
+from ganserve.settings import Settings
+from ganserve.store import Store, jobs, registry
+from tests.service.trained_model import app_store, register_model
+
+SPEC = TranslatorSpec(channels=3, image_size=16, width=4, blocks=1, d_width=4, d_layers=1)
+
+
+def register_translator(store: Store, name: str, seed: int = 0) -> int:
+    with store.session() as session:
+        job = jobs.create_job(session, name, {"name": name}, total_steps=1)
+        folder = store.artifacts.job_dir(job.id) / "generator"
+        torch.manual_seed(seed)
+        description = export_translator(
+            ResnetGenerator(SPEC), ResnetGenerator(SPEC), folder, {"step": 1}
+        )
+        row = registry.register_version(
+            session, name, job.id, 1, store.artifacts.relative(folder), description, metrics={}
+        )
+        return row.version
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    if not any(getattr(r, "path", "").endswith("/translate") for r in app.routes):
+        app.include_router(translate_routes.router)  # until app.py mounts it
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, 77).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _post(client: TestClient, name: str, body: bytes, kind: str = "image/png", **params: object):
+    return client.post(
+        f"/v1/models/{name}/translate", params=params, content=body,
+        headers={"Content-Type": kind},
+    )  # fmt: skip
+
+
+def test_translates_both_ways_with_versions_and_etags(client: TestClient) -> None:
+    store = app_store(client)
+    register_translator(store, "zebra")
+    first = _post(client, "zebra", _png((23, 17), "L"), direction="a2b", keep_size="true")
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "image/png"
+    assert first.headers["x-model-version"] == "1" and first.headers["x-direction"] == "a2b"
+    assert Image.open(io.BytesIO(first.content)).size == (23, 17)
+    assert first.headers["cache-control"] == "no-cache"
+    again = _post(client, "zebra", _png((23, 17), "L"), direction="a2b", keep_size="true")
+    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+    back = _post(client, "zebra", _png((23, 17), "L"), direction="b2a", version="1")
+    assert back.status_code == 200 and back.content != first.content
+    assert Image.open(io.BytesIO(back.content)).size == (16, 16)
+    assert "immutable" in back.headers["cache-control"]
+    cached = client.post(
+        "/v1/models/zebra/translate", params={"direction": "b2a", "version": "1"},
+        content=_png((23, 17), "L"),
+        headers={"Content-Type": "image/png", "If-None-Match": back.headers["etag"]},
+    )  # fmt: skip
+    assert cached.status_code == 304 and cached.content == b""
+    register_translator(store, "zebra", seed=5)
+    newer = _post(client, "zebra", _png((23, 17), "L"), direction="a2b", keep_size="true")
+    assert newer.headers["x-model-version"] == "2" and newer.content != first.content
+    pinned = _post(client, "zebra", _png((23, 17), "L"), direction="a2b", keep_size="true",
+                   version="1")  # fmt: skip
+    assert pinned.content == first.content
+
+
+def test_zip_in_zip_out(client: TestClient) -> None:
+    register_translator(app_store(client), "horse")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.png", _png((16, 16)))
+        archive.writestr("b/c.png", _png((30, 10)))
+    response = _post(client, "horse", buffer.getvalue(), "application/zip", direction="b2a")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ["a.png", "b/c.png"]
+
+
+def test_refusals_name_the_field_and_leave_nothing_behind(
+    client: TestClient, settings: Settings
+) -> None:
+    store = app_store(client)
+    register_translator(store, "zebra")
+    register_model(store, "noise")
+    before = sorted(p for p in Path(settings.data_dir).rglob("*"))
+    cases = [
+        (_post(client, "zebra", b"hello", "text/plain"), 422, "content-type"),
+        (_post(client, "zebra", b"hello"), 422, "image"),
+        (_post(client, "zebra", _png((8, 8)), direction="up"), 422, "direction"),
+        (_post(client, "zebra", _png((5000, 5000), "L")), 413, "image"),
+        (_post(client, "zebra", _png((2000, 2000), "L"), keep_size="true"), 413, "image"),
+        (_post(client, "noise", _png((8, 8))), 422, "name"),
+        (_post(client, "nobody", _png((8, 8))), 404, None),
+        (_post(client, "zebra", _png((8, 8)), version="9"), 404, "version"),
+    ]
+    for response, status, field in cases:
+        assert response.status_code == status, response.text
+        problem = response.json()
+        assert response.headers["content-type"].startswith("application/problem+json")
+        if field is not None:
+            assert problem.get("field") == field, problem
+    huge = _post(client, "zebra", bytes(settings.max_body_bytes + 1))
+    assert huge.status_code == 413 and huge.json()["field"] == "body"
+    after = sorted(p for p in Path(settings.data_dir).rglob("*"))
+    assert after == before
