@@ -10,7 +10,8 @@ generator), one forward of exactly the images asked for, uint8, `make_grid` and 
 
 It runs in TorchServe's Python worker, which is not the project's venv: `GANSERVE_SRC` (set by
 the benchmark in TorchServe's environment) is the project's `src` folder, put on `sys.path`.
-TorchServe's defaults are kept: one request per call (batch size 1), torch's default threads.
+TorchServe's defaults are kept: one request per call (batch size 1), torch's default threads
+(unless `GANSERVE_BENCH_TS_THREADS` is set: the benchmark's 1-thread variant).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class GeneratorHandler(BaseHandler):
 
     def initialize(self, context: Any) -> None:
         folder = Path(context.system_properties["model_dir"])
+        if os.environ.get("GANSERVE_BENCH_TS_THREADS"):  # the benchmark's 1-thread variant
+            torch.set_num_threads(int(os.environ["GANSERVE_BENCH_TS_THREADS"]))
         self.generator: Generator = load_generator(folder, "cpu").generator
         self.initialized = True
         log.info("ganserve bench handler: torch threads %d", torch.get_num_threads())

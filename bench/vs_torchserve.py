@@ -14,7 +14,9 @@ Issue 18's side-by-side benchmark. One run:
   endpoint (`bench/bare_app.py`: FastAPI returning a fixed 28x28 PNG under the same uvicorn
   options) and TorchServe 0.12 serving the same exported generator through a custom handler
   (`bench/torchserve_handler.py`: JSON body `{"seed", "n"}` in, PNG out; one worker, batch
-  size 1, torch's default threads, token auth disabled, its access log as shipped);
+  size 1, torch's default threads, token auth disabled, its access log as shipped: `ts`), and
+  a second TorchServe whose worker runs torch at 1 thread (`ts1`, for information: on a busy
+  2-core machine torch's default 2-thread OpenMP collapses, which flatters ganserve);
 - loads them in interleaved rounds (every round runs every cell once, so machine noise hits
   all servers alike) at each concurrency for `--duration` s after 1 s of warm-up: one PNG
   (a new seed every request) and a 64-image grid (8 per row);
@@ -78,11 +80,14 @@ DEFAULT_TS_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     "ganserve-bench/torchserve-venv"
 )
 # (label, server, what): the cells of a round, in the order they run
+# ts: TorchServe as shipped (torch's default threads, one per core); ts1: its worker at 1 thread
 KINDS = {
     "bare": ("bare", "png"),
     "ts-png": ("torchserve", "png"),
+    "ts1-png": ("torchserve1", "png"),
     "gs-png": ("ganserve", "png"),
     "ts-grid": ("torchserve", "grid"),
+    "ts1-grid": ("torchserve1", "grid"),
     "gs-grid": ("ganserve", "grid"),
 }
 
@@ -133,18 +138,25 @@ def archive(ts_venv: Path, exported: Path, store: Path) -> None:
     )
 
 
-def start_torchserve(ts_venv: Path, root: Path, exported: Path, servers: Servers) -> int:
-    """TorchServe with one worker for gen.mar; its inference port once a prediction works."""
-    store, tmp, logs = root / "ts-store", root / "ts-tmp", root / "logs" / "torchserve"
+def start_torchserve(
+    name: str, ts_venv: Path, root: Path, exported: Path, servers: Servers, threads: int | None
+) -> int:
+    """TorchServe with one worker for gen.mar; its inference port once a prediction works.
+
+    `threads`: the worker's torch threads (None: torch's default, as TorchServe ships).
+    """
+    store, tmp, logs = root / f"{name}-store", root / f"{name}-tmp", root / "logs" / name
     for folder in (store, tmp, logs):
         folder.mkdir(parents=True)
     archive(ts_venv, exported, store)
     port = free_port(HOST)
-    config = root / "ts-config.properties"
+    config = root / f"{name}.properties"
     config.write_text(
         f"inference_address=http://{HOST}:{port}\n"
         f"management_address=http://{HOST}:{free_port(HOST)}\n"
         f"metrics_address=http://{HOST}:{free_port(HOST)}\n"
+        f"grpc_inference_port={free_port(HOST)}\n"  # not 7070/7071: two TorchServes at once
+        f"grpc_management_port={free_port(HOST)}\n"
         "default_workers_per_model=1\n"
         "disable_token_authorization=true\n"
         "install_py_dep_per_model=false\n"
@@ -170,8 +182,9 @@ def start_torchserve(ts_venv: Path, root: Path, exported: Path, servers: Servers
         "METRICS_LOCATION": str(logs),
         "PATH": f"{ts_venv / 'bin'}:{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(ts_venv),
+        **({} if threads is None else {"GANSERVE_BENCH_TS_THREADS": str(threads)}),
     }
-    with (root / "logs" / "torchserve.log").open("ab") as log:
+    with (root / "logs" / f"{name}.log").open("ab") as log:
         process = subprocess.Popen(
             argv,
             env={**os.environ, **env},
@@ -180,7 +193,7 @@ def start_torchserve(ts_venv: Path, root: Path, exported: Path, servers: Servers
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    servers.started.append(("torchserve", process))
+    servers.started.append((name, process))
     deadline = time.monotonic() + 180
     url = f"http://{HOST}:{port}/predictions/{TS_MODEL}"
     while True:
@@ -193,14 +206,14 @@ def start_torchserve(ts_venv: Path, root: Path, exported: Path, servers: Servers
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            print((root / "logs" / "torchserve.log").read_text()[-3000:], file=sys.stderr)
+            print((root / "logs" / f"{name}.log").read_text()[-3000:], file=sys.stderr)
             raise RuntimeError("TorchServe did not answer a prediction within 180 s")
         time.sleep(0.5)
 
 
-def torchserve_threads(root: Path) -> str:
+def torchserve_threads(root: Path, name: str) -> str:
     """Torch threads of TorchServe's worker, as its handler logged them."""
-    for path in sorted((root / "logs").rglob("*.log")):
+    for path in sorted((root / "logs" / name).rglob("*.log")):
         for line in path.read_text(errors="replace").splitlines():
             if "ganserve bench handler: torch threads" in line:
                 return line.rsplit(" ", 1)[-1]
@@ -293,10 +306,20 @@ def report(results: dict[tuple[str, int], list[Cell]], floor: dict[str, float]) 
     def pick(kind: str, c: int) -> Cell | None:
         return chosen.get((kind, c))
 
+    print("targets (issue 18) against TorchServe as shipped (ts); the same ratio against its")
+    print("1-thread worker (ts1) follows each, for information")
+
+    def against_ts1(text: str, ours: Cell | None, kind: str, c: int, latency: bool) -> None:
+        theirs = pick(kind, c)
+        if ours and theirs:
+            ratio = ours.p50 / theirs.p50 if latency else ours.rate / theirs.rate
+            print(f"{'   ' + text:<52}{ratio:8.2f}")
+
     gs1, ts1, bare1 = pick("gs-png", 1), pick("ts-png", 1), pick("bare", 1)
     if gs1 and ts1:
         ratio = gs1.p50 / ts1.p50
         line("1. one PNG c=1: p50 ganserve / TorchServe", ratio, "<= 1", ratio <= 1)
+    against_ts1("one PNG c=1: p50 ganserve / ts1", gs1, "ts1-png", 1, True)
     if gs1 and bare1:
         bound = 2 * (bare1.p50 * 1e3 + floor_png_ms)
         ratio = gs1.p50 * 1e3 / bound
@@ -310,6 +333,7 @@ def report(results: dict[tuple[str, int], list[Cell]], floor: dict[str, float]) 
     if gsg1 and tsg1:
         ratio = gsg1.rate / tsg1.rate
         line("   64-grid c=1: req/s ganserve / TorchServe", ratio, ">= 1.5", ratio >= 1.5)
+    against_ts1("64-grid c=1: req/s ganserve / ts1", gsg1, "ts1-grid", 1, False)
     if gsg1:
         ratio = gsg1.rate / floor_grid
         line("   64-grid c=1: req/s ganserve / in-process floor", ratio, ">= 0.8", ratio >= 0.8)
@@ -320,10 +344,12 @@ def report(results: dict[tuple[str, int], list[Cell]], floor: dict[str, float]) 
         if a and b:
             ratio = a.rate / b.rate
             line(f"2. one PNG c={c}: req/s ganserve / TorchServe", ratio, ">= 2", ratio >= 2)
+        against_ts1(f"one PNG c={c}: req/s ganserve / ts1", a, "ts1-png", c, False)
         a, b = pick("gs-grid", c), pick("ts-grid", c)
         if a and b:
             ratio = a.rate / b.rate
             line(f"   64-grid c={c}: req/s ganserve / TorchServe", ratio, ">= 1.5", ratio >= 1.5)
+        against_ts1(f"64-grid c={c}: req/s ganserve / ts1", a, "ts1-grid", c, False)
     top = max(c for _, c in chosen)
     for kind in ("gs-png", "gs-grid"):
         found = pick(kind, top)
@@ -422,13 +448,14 @@ def run(
         ports["ganserve"] = servers.start(
             "ganserve", [sys.executable, "-m", "ganserve", "api"], env
         )
-    if "torchserve" in servers_used:
-        assert ts_venv is not None
-        ports["torchserve"] = start_torchserve(ts_venv, root, exported, servers)
-        print(
-            f"TorchServe {TS_VERSION}: 1 worker, batch size 1, torch threads "
-            f"{torchserve_threads(root)} (its default)"
-        )
+    for name, threads_ in (("torchserve", None), ("torchserve1", 1)):
+        if name in servers_used:
+            assert ts_venv is not None
+            ports[name] = start_torchserve(name, ts_venv, root, exported, servers, threads_)
+            print(
+                f"{name}: TorchServe {TS_VERSION}, 1 worker, batch size 1, torch threads "
+                f"{torchserve_threads(root, name)}{' (its default)' if threads_ is None else ''}"
+            )
     print(
         f"ganserve: `python -m ganserve api`, torch threads {threads}; bare: uvicorn "
         "bare_app:app --loop uvloop --http httptools"
@@ -441,6 +468,8 @@ def run(
         "gs-grid": get_request(f"/v1/models/{MODEL}/samples.png?n={GRID}", GRID),
         "ts-png": post_request(f"/predictions/{TS_MODEL}", lambda i: b'{"seed": %d}' % i),
         "ts-grid": post_request(f"/predictions/{TS_MODEL}", grid_body),
+        "ts1-png": post_request(f"/predictions/{TS_MODEL}", lambda i: b'{"seed": %d}' % i),
+        "ts1-grid": post_request(f"/predictions/{TS_MODEL}", grid_body),
     }
     for kind in args.kinds:  # warm every path (the generator loads on first use)
         measure("warm-up", ports[KINDS[kind][0]], requests[kind], 1, 0.5)
