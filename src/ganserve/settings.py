@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     sample_batches: int = Field(default=2, ge=1, le=64)
     # Torch intra-op threads per API process (1 is fastest for small generators).
     torch_threads: int = Field(default=1, ge=1, le=256)
+    # uvicorn's access log: one log line per HTTP request (count). Off by default: on the
+    # sampling hot path the line costs more than routing does (bench/README.md); /metrics
+    # counts requests by route and status either way.
+    access_log: bool = False
 
     # Celery queue the API sends training tasks to and workers consume (route GPU pools here).
     training_queue: str = "ganserve"
@@ -71,6 +75,11 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # Torch device used by the worker when a spec says "auto".
     worker_device: str = "auto"
+    # Torch intra-op (CPU) threads of each worker process, a count. 1 by measurement
+    # (bench/train_speed.py): the reference models train about twice as fast on 1 thread as
+    # on 2 on a 2-core host, and 2-thread OpenMP collapses when other processes share the
+    # cores. Raise it on large CPU-only hosts that run one worker.
+    worker_torch_threads: int = Field(default=1, ge=1, le=256)
 
     # Bytes of a request body on every route but dataset uploads (those have their own limit);
     # checked from Content-Length, and counted while a body streams in. Over it: 413.

@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from celery import signals
 from celery.exceptions import Reject
 
 from ganserve.service.jobs.queue import TRAIN_TASK as API_TASK_NAME
@@ -116,3 +118,14 @@ def test_a_job_whose_claim_meets_a_database_outage_is_requeued_not_acked(
     with pytest.raises(Reject) as rejected:
         task("0" * 32)
     assert rejected.value.requeue is True  # back in the queue for when the database returns
+
+
+def test_a_worker_process_runs_torch_at_the_configured_thread_count() -> None:
+    before = torch.get_num_threads()
+    create_celery_app(Settings(redis_url=BROKER, worker_torch_threads=3))
+    try:
+        torch.set_num_threads(1)
+        signals.worker_process_init.send(sender=None)  # apps made earlier run first: ours wins
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -46,6 +46,7 @@ def api_command(host: HostOption = None, port: PortOption = None) -> None:
         http=_fastest("httptools", "h11"),
         log_level=settings.log_level.lower(),
         log_config=None,  # keep the handlers configure_logging installed (JSON lines)
+        access_log=settings.access_log,  # off by default: a JSON line per request (bench/README)
     )
 
 

@@ -51,7 +51,8 @@ def _build(settings: Settings, broker_url: str | None) -> Celery:
 
 
 def _observe(settings: Settings) -> None:
-    """JSON logs (instead of Celery's own setup) and the worker's Prometheus endpoint."""
+    """JSON logs (instead of Celery's own setup), the worker's Prometheus endpoint and its
+    torch threads (`worker_torch_threads`)."""
 
     def setup_logging(**_: Any) -> None:
         configure_logging(settings.log_level, settings.log_format)
@@ -59,8 +60,16 @@ def _observe(settings: Settings) -> None:
     def serve_metrics(**_: Any) -> None:
         start_metrics_server(settings)
 
+    def set_threads(**_: Any) -> None:
+        # Before the first job builds anything: the count chosen by measurement (settings).
+        import torch
+
+        torch.set_num_threads(settings.worker_torch_threads)
+
     signals.setup_logging.connect(setup_logging, weak=False)
     signals.worker_init.connect(serve_metrics, weak=False)
+    signals.worker_init.connect(set_threads, weak=False)
+    signals.worker_process_init.connect(set_threads, weak=False)
 
 
 def _manage(resources: LazyResources) -> None:
