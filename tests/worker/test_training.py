@@ -292,3 +292,42 @@ def test_progress_event_has_only_finite_numbers() -> None:
         "steps_per_sec": 100.0,
         "eta_s": None,
     }
+
+
+def test_a_cancel_that_arrives_before_the_registration_wins(
+    make_job: MakeJob,
+    resources: WorkerResources,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The race of a 1-step job: the cancel route answered "running, cancel requested" while
+    # the worker was exporting; the job must not then end succeeded with a version registered.
+    job_id = make_job(steps=1)
+    export = training.export_generator
+
+    def export_then_cancel(*args: object, **kwargs: object) -> object:
+        description = export(*args, **kwargs)  # type: ignore[arg-type]
+        with resources.store.session() as session:
+            assert jobs.request_cancel(session, job_id).status == "running"
+        return description
+
+    monkeypatch.setattr(training, "export_generator", export_then_cancel)
+    assert run_training_job(job_id, resources, WORKER) == "cancelled"
+    with resources.store.session() as session:
+        job = jobs.get_job(session, job_id)
+        assert registry.list_models(session) == []
+    assert job.status == "cancelled" and job.model_version is None and job.cancel_requested
+    events = read_events_sync(redis_client, job_id)
+    assert events[-1].data == {"status": "cancelled", "attempt": 1}
+
+
+def test_a_cancel_after_the_registration_is_told_it_is_too_late(
+    make_job: MakeJob, resources: WorkerResources
+) -> None:
+    job_id = make_job(steps=1)
+    assert run_training_job(job_id, resources, WORKER) == "succeeded"
+    with pytest.raises(StateConflictError, match="already succeeded"):
+        with resources.store.session() as session:
+            jobs.request_cancel(session, job_id)
+    with resources.store.session() as session:
+        assert jobs.get_job(session, job_id).cancel_requested is False

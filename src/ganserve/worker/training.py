@@ -257,32 +257,56 @@ class _JobRun:
         step = int(description["step"])
         # One transaction: if our attempt went stale meanwhile, nothing is registered and the
         # attempt that took over registers instead (register_version is idempotent per job).
+        # Its first write locks the job row, which orders it against a cancel: one committed
+        # before wins (nothing registered); one after finds the job finished (409, too late).
         with self._fenced_session() as session:
-            version = registry.register_version(
-                session,
-                name=name,
-                job_id=self.job_id,
-                step=step,
-                artifact_path=self.artifacts.relative(export_dir),
-                description=description,
-                metrics=final_metrics,
-            )
-            model_name, model_version = version.name, version.version
-            _follow_best(session, model_name, model_version, final_metrics)
-            if warning:
-                jobs.add_warning(session, self.job_id, warning)
-            jobs.finish_job(
-                session,
-                self.job_id,
-                self.attempt,
-                "succeeded",
-                model_name=model_name,
-                model_version=model_version,
-            )
+            if jobs.lock_for_completion(session, self.job_id, self.attempt):
+                jobs.finish_job(session, self.job_id, self.attempt, "cancelled")
+                model_version = None
+            else:
+                model_version = self._register(session, name, export_dir, description,
+                                               final_metrics, warning)  # fmt: skip
+        if model_version is None:
+            self.log.info("cancelled at step %d, before a version was registered", step)
+            self._publish("status", {"status": "cancelled", "attempt": self.attempt})
+            return "cancelled"
         self.log.info("succeeded at step %d: model %s v%d", step, name, model_version)
-        self._publish("model", {"name": model_name, "version": model_version})
+        self._publish("model", {"name": name, "version": model_version})
         self._publish("status", {"status": "succeeded", "attempt": self.attempt})
         return "succeeded"
+
+    def _register(
+        self,
+        session: Session,
+        name: str,
+        export_dir: Path,
+        description: dict[str, Any],
+        final_metrics: dict[str, float],
+        warning: str | None,
+    ) -> int:
+        """Register the version, move `best`, finish the job as succeeded; the version."""
+        version = registry.register_version(
+            session,
+            name=name,
+            job_id=self.job_id,
+            step=int(description["step"]),
+            artifact_path=self.artifacts.relative(export_dir),
+            description=description,
+            metrics=final_metrics,
+        )
+        model_name, model_version = version.name, version.version
+        _follow_best(session, model_name, model_version, final_metrics)
+        if warning:
+            jobs.add_warning(session, self.job_id, warning)
+        jobs.finish_job(
+            session,
+            self.job_id,
+            self.attempt,
+            "succeeded",
+            model_name=model_name,
+            model_version=model_version,
+        )
+        return model_version
 
     def _rollback(self, name: str, alarm: QualityAlarm) -> Outcome:
         """on_alarm=rollback: stop and register the best evaluated generator instead."""
