@@ -124,6 +124,8 @@ def main() -> None:
           f"D width {spec.d_width}, {spec.d_layers} layers; batch {args.batch_size}")  # fmt: skip
     sys.stdout.flush()
 
+    engine_rate(pair, config, options, 2)  # warm-up: first-call costs (lazy imports, caches)
+    plain_loop(pair, options, args.batch_size, 2)
     engine, plain = [], []
     for r in range(args.rounds):
         engine.append(engine_rate(pair, config, options, args.speed_steps))
