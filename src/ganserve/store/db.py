@@ -25,6 +25,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # The base class of every error the SQL layer raises: what the API maps (an outage: a 503),
 # named here so that no layer above the store imports sqlalchemy.
 DriverError = exc.SQLAlchemyError
+# A write that broke a unique or foreign-key constraint (e.g. a concurrent insert won).
+ConstraintError = exc.IntegrityError
 
 
 def normalize_url(url: str) -> str:

@@ -16,7 +16,6 @@ from typing import cast
 
 import anyio.to_thread
 import redis.asyncio
-from sqlalchemy.exc import IntegrityError
 
 from ganserve.service.jobs.events import announce_status
 from ganserve.service.jobs.queue import TrainingQueue
@@ -33,6 +32,7 @@ from ganserve.store import ArtifactStore, Job, Session, Store
 from ganserve.store import idempotency as key_store
 from ganserve.store import jobs as job_store
 from ganserve.store import metrics as metric_store
+from ganserve.store.db import ConstraintError
 from ganserve.store.errors import InvalidValueError, RecordNotFoundError
 from ganserve.store.names import validate_job_id
 
@@ -98,7 +98,7 @@ def submit_job(
                 session, "jobs", idempotency.key, fingerprint, job.id, idempotency.ttl_s
             )
         session.commit()
-    except IntegrityError:
+    except ConstraintError:
         # A concurrent request with the same key committed first: answer with its job.
         session.rollback()
         assert idempotency is not None
