@@ -87,7 +87,7 @@ def test_up_serves_a_newcomer_and_stops_cleanly(tmp_path: Path) -> None:
 
             job = client.get(f"/v1/jobs/{job_id}").json()
             assert job["status"] == "succeeded" and job["phase"] is None
-            events = client.get(f"/v1/jobs/{job_id}/events").text
+            events = client.get(f"/v1/jobs/{job_id}/events").text.replace("\r\n", "\n")
             steps = [json.loads(line.removeprefix("data: "))
                      for block in events.split("\n\n") if "event: preparing" in block
                      for line in block.splitlines() if line.startswith("data: ")]  # fmt: skip
