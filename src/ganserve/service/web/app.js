@@ -1381,7 +1381,7 @@ function fieldControl(field, datasets) {
         h(
           "option",
           { value: d.name, disabled: !d.available },
-          `${d.name} (${d.size} × ${d.image_size}px${d.channels === 3 ? " RGB" : ""}${d.num_classes ? `, ${d.num_classes} classes` : ""})${d.available ? "" : ": files missing"}`,
+          `${d.name}: ${d.image_size} px${d.channels === 3 ? " RGB" : ""}${d.num_classes ? `, ${d.num_classes} classes` : ""}, ${Number(d.size).toLocaleString("en")} images${d.available ? "" : " (files missing)"}`,
         ),
       ),
     );
