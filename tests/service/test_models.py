@@ -42,6 +42,8 @@ def test_get_model_describes_each_version(client: TestClient) -> None:
         "step": 20,
         "created_at": v1["created_at"],
         "aliases": [],
+        "kind": "noise",
+        "domains": None,
         "architecture": "mlp",
         "image_shape": [1, 8, 8],
         "conditional": True,

@@ -127,3 +127,18 @@ def test_refusals_name_the_field_and_leave_nothing_behind(
     assert huge.status_code == 413 and huge.json()["field"] == "body"
     after = sorted(p for p in Path(settings.data_dir).rglob("*"))
     assert after == before
+
+
+def test_registry_describes_and_deletes_a_translator(
+    client: TestClient, settings: Settings
+) -> None:
+    register_translator(app_store(client), "zebra")
+    version = client.get("/v1/models/zebra/versions/1").json()
+    assert version["kind"] == "translation" and version["architecture"] == "cyclegan"
+    assert version["image_shape"] == [3, 16, 16] and version["noise"] is None
+    listed = client.get("/v1/models/zebra").json()["versions"][0]
+    assert listed["kind"] == "translation"
+    assert client.delete("/v1/models/zebra/versions/1").status_code == 204
+    assert not list(Path(settings.data_dir).rglob("translator.*"))
+    gone = _post(client, "zebra", _png((8, 8)))
+    assert gone.status_code == 404

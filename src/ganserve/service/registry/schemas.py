@@ -29,7 +29,15 @@ class VersionOut(BaseModel):
     step: int = Field(description="The training step the generator comes from.")
     created_at: datetime
     aliases: list[str] = Field(description="Aliases pointing at this version (incl. `latest`).")
-    architecture: str | None = Field(description="`mlp` or `dcgan`.")
+    kind: Literal["noise", "translation"] = Field(
+        "noise",
+        description="`noise`: samples from noise (samples.png, ...); `translation`: a CycleGAN "
+        "that translates images (POST .../translate).",
+    )
+    domains: list[str] | None = Field(
+        None, description="Translation models: the datasets of domains A and B."
+    )
+    architecture: str | None = Field(description="`mlp`, `dcgan` or `cyclegan`.")
     image_shape: list[int] | None = Field(description="[channels, height, width] of one image.")
     conditional: bool | None = Field(description="Takes a class label (`label`, `labels`).")
     classes: list[str] = Field(

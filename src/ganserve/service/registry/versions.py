@@ -14,6 +14,11 @@ from typing import Any
 
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, EXPORT_WEIGHTS
 from ganserve.gan.config import ModelSpec
+from ganserve.gan.translation.translate import (
+    TRANSLATOR_DESCRIPTION,
+    TRANSLATOR_FORMAT,
+    TRANSLATOR_WEIGHTS,
+)
 from ganserve.service.errors import NotFoundError
 from ganserve.service.registry.schemas import (
     AliasOut,
@@ -105,6 +110,8 @@ def delete_alias(session: Session, name: str, alias: str) -> None:
 
 def version_out(row: ModelVersion, aliases: dict[str, int]) -> VersionOut:
     description = row.description or {}
+    if description.get("format") == TRANSLATOR_FORMAT:
+        return _translator_out(row, aliases, description)
     spec = _spec_of(description)
     return VersionOut(
         name=row.name,
@@ -113,11 +120,39 @@ def version_out(row: ModelVersion, aliases: dict[str, int]) -> VersionOut:
         step=row.step,
         created_at=row.created_at,
         aliases=sorted(a for a, v in aliases.items() if v == row.version),
+        kind="noise",
+        domains=None,
         architecture=spec.architecture if spec else None,
         image_shape=list(spec.image_shape) if spec else None,
         conditional=spec.conditional if spec else None,
         classes=class_names(spec) if spec else [],
         noise=NoiseOut(dim=spec.noise_dim, distribution=spec.noise_distribution) if spec else None,
+        dataset=description.get("dataset"),
+        sha256=description.get("sha256"),
+        metrics=dict(row.metrics or {}),
+    )
+
+
+def _translator_out(
+    row: ModelVersion, aliases: dict[str, int], description: dict[str, Any]
+) -> VersionOut:
+    """A CycleGAN version: image-to-image, no noise; its domains and shared classes."""
+    spec = description.get("spec") or {}
+    channels, size = spec.get("channels"), spec.get("image_size")
+    return VersionOut(
+        name=row.name,
+        version=row.version,
+        job_id=row.job_id,
+        step=row.step,
+        created_at=row.created_at,
+        aliases=sorted(a for a, v in aliases.items() if v == row.version),
+        kind="translation",
+        domains=[str(spec.get("domain_a", "a")), str(spec.get("domain_b", "b"))],
+        architecture="cyclegan",
+        image_shape=[channels, size, size] if channels and size else None,
+        conditional=False,
+        classes=[],
+        noise=None,
         dataset=description.get("dataset"),
         sha256=description.get("sha256"),
         metrics=dict(row.metrics or {}),
@@ -173,7 +208,8 @@ def _remove_export(artifacts: ArtifactStore, artifact_path: str) -> None:
     """
     try:
         folder = artifacts.absolute(artifact_path)
-        for filename in (EXPORT_DESCRIPTION, EXPORT_WEIGHTS):
+        for filename in (EXPORT_DESCRIPTION, EXPORT_WEIGHTS, TRANSLATOR_DESCRIPTION,
+                         TRANSLATOR_WEIGHTS):  # fmt: skip
             (folder / filename).unlink(missing_ok=True)
         if folder.is_dir() and folder != artifacts.root and not any(folder.iterdir()):
             folder.rmdir()
