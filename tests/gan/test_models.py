@@ -8,7 +8,7 @@ from torch import nn
 
 from ganserve.gan.config import DCGAN_IMAGE_SIZES, ModelSpec
 from ganserve.gan.losses import LOSSES, gradient_penalty
-from ganserve.gan.models import build_models
+from ganserve.gan.models import ClassSpread, Discriminator, build_models
 
 CASES = list(
     itertools.product(["mlp", "dcgan"], DCGAN_IMAGE_SIZES, [1, 3], [False, True], sorted(LOSSES))
@@ -69,3 +69,25 @@ def test_conditional_models_refuse_missing_labels() -> None:
         g(torch.randn(2, 8))
     with pytest.raises(ValueError, match="needs labels"):
         d(torch.randn(2, 1, 8, 8))
+
+
+def test_class_spread_sees_copies_inside_a_class() -> None:
+    spread = ClassSpread(num_classes=3)
+    labels = torch.tensor([0, 0, 1, 1, 2])  # class 2 appears once: its spread is undefined
+    varied = torch.tensor([[0.0, 0.0], [2.0, 2.0], [1.0, 1.0], [1.0, 3.0], [9.0, 9.0]])
+    out = spread(varied, labels)  # (5, 3)
+    assert torch.equal(out[:, :2], varied)
+    # class 0: std 1.414 in both features; class 1: std 0 and 1.414 -> (1.414 + 0.707) / 2
+    assert torch.allclose(out[:, 2], torch.full((5,), (2**0.5 + 2**0.5 / 2) / 2), atol=1e-4)
+    copies = torch.tensor([[1.0, 2.0], [1.0, 2.0], [5.0, 5.0], [5.0, 5.0], [0.0, 7.0]])
+    assert float(spread(copies, labels)[0, 2]) < 1e-3  # the same picture for every seed
+    alone = spread(varied[:3], torch.tensor([0, 1, 2]))  # no class twice: 0, not NaN
+    assert torch.equal(alone[:, 2], torch.zeros(3))
+
+
+def test_a_conditional_discriminator_feeds_the_class_spread_to_its_head() -> None:
+    spec = ModelSpec("mlp", 1, 8, 16, "normal", num_classes=10)
+    d = Discriminator(spec)
+    assert d.spread is not None and d.head.linear.in_features == 256 + 1
+    assert d.head.embed is not None and float(d.head.embed.weight.abs().sum()) == 0.0
+    assert Discriminator(ModelSpec("mlp", 1, 8, 16, "normal")).spread is None
