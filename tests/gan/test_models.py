@@ -89,5 +89,5 @@ def test_a_conditional_discriminator_feeds_the_class_spread_to_its_head() -> Non
     spec = ModelSpec("mlp", 1, 8, 16, "normal", num_classes=10)
     d = Discriminator(spec)
     assert d.spread is not None and d.head.linear.in_features == 256 + 1
-    assert d.head.embed is not None and float(d.head.embed.weight.abs().sum()) == 0.0
+    assert d.head.embed is not None and float(d.head.embed.weight.detach().abs().sum()) == 0.0
     assert Discriminator(ModelSpec("mlp", 1, 8, 16, "normal")).spread is None
