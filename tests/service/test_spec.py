@@ -113,3 +113,20 @@ def test_dataset_checks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mlp supports at most") as caught:
         check_against_dataset(TrainConfig(dataset="big", batch_size=2), tmp_path)
     assert caught.value.field == "architecture"
+
+
+def test_dataset_check_errors_use_the_spec_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gan's one dataset check names config fields; the API renames them by the declaration."""
+    from ganserve.service.jobs import spec as spec_module
+
+    def refuse(config: TrainConfig, info: object) -> None:
+        raise ConfigError("noise_dim", "too long for this dataset")
+
+    monkeypatch.setattr(spec_module, "check_compatible", refuse)
+    with pytest.raises(ConfigError) as caught:
+        check_against_dataset(TrainConfig(), tmp_path)
+    assert caught.value.field == "noise.dim"
+    assert str(caught.value) == "noise.dim: too long for this dataset"
+    assert spec_module.API_NAMES["beta2"] == "betas.1"
