@@ -281,7 +281,11 @@ def test_the_gallery_shows_samples_of_every_model(
     names = [m["name"] for m in models]
     assert {"gallery-plain", "gallery-cgan"} <= set(names)
 
-    open_route(tab, base, "/models", "#gallery")
+    tab.goto(f"{base}/#/models")
+    try:
+        tab.wait_for_selector("#gallery", timeout=60_000)
+    except Exception as exc:  # say what the page shows instead
+        raise AssertionError(f"no gallery; the page says: {tab.inner_text('#view')!r}") from exc
     for name in names:  # every model's card shows a sample image of its serving version
         card = tab.locator(f"#gallery li[data-model='{name}']")
         expect(card.locator(".gallery-row[data-state=loaded]").first).to_be_visible()
