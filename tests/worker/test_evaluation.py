@@ -92,3 +92,58 @@ def test_an_alarm_can_roll_back_to_the_best_evaluation(
     exported = load_generator(store.artifacts.absolute(version.artifact_path))
     assert exported.description["step"] == 10
     assert any("rolled back to step 10" in warning for warning in job.warnings)
+
+
+# ----------------------------------------------------------------------------- inside classes
+
+
+def test_per_class_metrics_reach_history_and_the_model_version(
+    make_job: MakeJob, resources: WorkerResources
+) -> None:
+    job_id = make_job("digits-cgan", conditional=True, **QUALITY)
+    assert run_training_job(job_id, resources, WORKER) == "succeeded"
+    with resources.store.session() as session:
+        series = metrics.history(session, job_id)
+        version = registry.get_version(session, "digits-cgan", 1)
+    for k in range(10):  # "<metric>.<class index>", one point per evaluation
+        for prefix in ("class_fd", "class_div", "class_recall", "class_acc"):
+            assert [step for step, _ in series[f"{prefix}.{k}"]] == [10, 20, 30]
+            assert version.metrics[f"{prefix}.{k}"] == series[f"{prefix}.{k}"][-1][1]
+    assert version.metrics["class_div_min"] == min(version.metrics[f"class_div.{k}"]
+                                                   for k in range(10))  # fmt: skip
+    assert "unrecognised" in version.metrics and "cond_acc" in version.metrics
+
+
+def test_a_collapsed_class_stops_the_job_and_is_named(
+    make_job: MakeJob, resources: WorkerResources, redis_client: redis.Redis
+) -> None:
+    # A 10-step cGAN draws near-copies of one blob for every seed of a class: collapse inside
+    # every class. The coverage alarm is off (0), so only the class alarm can stop it.
+    job_id = make_job("digits-cgan", conditional=True, **QUALITY, alarm_coverage=0.0,
+                      on_alarm="stop")  # fmt: skip
+    assert run_training_job(job_id, resources, WORKER) == "failed"
+    with resources.store.session() as session:
+        job = jobs.get_job(session, job_id)
+        assert registry.list_models(session) == []
+    assert job.error is not None
+    assert job.error.startswith("stopped by a quality alarm: collapse inside class")
+    assert "at step 10: class '0': " in job.error
+    warnings = [e.data for e in read_events_sync(redis_client, job_id) if e.type == "warning"]
+    assert warnings and warnings[0]["kind"] == "class_collapse"
+    assert "class '9'" in warnings[0]["message"]
+
+
+def test_a_collapsed_class_can_roll_back_with_its_per_class_metrics(
+    make_job: MakeJob, resources: WorkerResources
+) -> None:
+    job_id = make_job("digits-cgan", conditional=True, **QUALITY, alarm_coverage=0.0,
+                      on_alarm="rollback")  # fmt: skip
+    assert run_training_job(job_id, resources, WORKER) == "succeeded"
+    with resources.store.session() as session:
+        job = jobs.get_job(session, job_id)
+        version = registry.get_version(session, "digits-cgan", 1)
+        series = metrics.history(session, job_id)
+    assert version.step == 10
+    assert any("collapse inside class" in w and "rolled back to step 10" in w
+               for w in job.warnings)  # fmt: skip
+    assert version.metrics["class_div.3"] == series["class_div.3"][-1][1]

@@ -4,13 +4,15 @@ Built once per job run: the digits-style classifier (trained once per dataset an
 under the artifacts dir by content hash), an Evaluator over the held-out split, and a
 QualityMonitor whose state survives a resume (`quality.json` in the run dir). Each
 evaluation exports the EMA generator to `best/` when it is the best Fréchet distance so far,
-so `on_alarm: rollback` and the `best` alias have a model to point at.
+so `on_alarm: rollback` and the `best` alias have a model to point at, and its metrics
+(per-class values included) to `best-metrics.json`, so a rolled-back version carries them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 QUALITY_STATE = "quality.json"
 BEST_EXPORT = "best"
+BEST_METRICS = "best-metrics.json"  # in the run dir: the metrics of the evaluation in best/
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,15 @@ class QualityTracker:
     def best_dir(self) -> Path:
         return self.run_dir / BEST_EXPORT
 
+    def best_metrics(self) -> dict[str, float]:
+        """The metrics of the evaluation exported to best/ ({} if none was written)."""
+        path = self.run_dir / BEST_METRICS
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
     def evaluate(self, state: TrainState) -> Evaluation:
         report: QualityReport = self.evaluator.evaluate(state.generator_ema, state.spec)
         metrics = report.as_metrics()
@@ -76,6 +88,8 @@ class QualityTracker:
         is_best = best is not None and best.step == state.step
         if is_best:
             export_generator(state, self.best_dir, self.dataset_name)
+            finite = {name: value for name, value in metrics.items() if math.isfinite(value)}
+            write_atomic(self.run_dir / BEST_METRICS, json.dumps(finite).encode())
         write_atomic(self.run_dir / QUALITY_STATE, json.dumps(self.monitor.to_dict()).encode())
         return Evaluation(state.step, metrics, provenance, warnings, is_best)
 
@@ -98,8 +112,9 @@ def build_tracker(
     except DatasetError as error:
         log.warning("quality metrics off for dataset %s: %s", dataset.name, error)
         return None
+    held_out = classifier.held_out(dataset)
     evaluator = Evaluator(
-        classifier, classifier.held_out(dataset).images,
+        classifier, held_out.images, real_labels=held_out.labels,
         samples=config.eval_samples, seed=config.seed, device=device,
     )  # fmt: skip
     monitor = QualityMonitor(config.alarm_coverage, config.alarm_fd_patience)

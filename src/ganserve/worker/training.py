@@ -321,7 +321,9 @@ class _JobRun:
             f" (Fréchet distance {best.frechet_distance:.4g})" if best else ""
         )
         self.log.warning("%s", message)
-        final = {"fd": best.frechet_distance} if best else {}
+        final = self.quality.best_metrics() if self.quality else {}
+        if best and "fd" not in final:
+            final = {"fd": best.frechet_distance}
         return self._complete(name, best_dir, description, final, warning=message)
 
     def _release(self, step: int) -> Outcome:
