@@ -203,7 +203,7 @@ def _forward(
     if not parts:
         _, h, w = generator.spec.image_shape
         return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)
-    return torch.cat(parts)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)  # one pass: no second copy
 
 
 def plan(count: int, sizes: tuple[int, ...]) -> list[tuple[int, int]]:
