@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.routing import NoMatchFound
 
 from ganserve.service import app as service_app
-from ganserve.service.routes import web
+from ganserve.service.routes import translate, web
 
 
 def with_web_page(app: FastAPI) -> FastAPI:
@@ -18,6 +18,10 @@ def with_web_page(app: FastAPI) -> FastAPI:
         app.url_path_for(web.web_page.__name__)
     except NoMatchFound:
         app.include_router(web.router)
+    try:  # the CycleGAN translate route, until app.py mounts it too
+        app.url_path_for(translate.translate.__name__, name="x")
+    except NoMatchFound:
+        app.include_router(translate.router)
     return app
 
 

@@ -185,7 +185,7 @@ class ApiError extends Error {
 }
 
 /** fetch() with the API key; resolves to the Response when it is 2xx (or 304), else ApiError. */
-async function request(path, { method = "GET", json, signal, cache } = {}) {
+async function request(path, { method = "GET", json, body, contentType, signal, cache } = {}) {
   const headers = { Accept: "application/json, image/png, */*" };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -194,6 +194,9 @@ async function request(path, { method = "GET", json, signal, cache } = {}) {
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = typeof json === "string" ? json : JSON.stringify(json);
+  } else if (body !== undefined) {
+    headers["Content-Type"] = contentType; // a raw body: an image to translate
+    init.body = body;
   }
   const response = await fetch(path, init);
   if (!response.ok) {
@@ -443,6 +446,10 @@ async function modelsView(ctx) {
 
 function galleryCardBody(name, version, signal) {
   if (!version) return [h("p", { class: "hint" }, "No version to show.")];
+  if (version.kind === "translation") {
+    const [a, b] = version.domains || ["A", "B"];
+    return [h("p", { class: "hint" }, `CycleGAN v${version.version}: translates ${a} ↔ ${b}. Open it to translate a picture.`)];
+  }
   const base = `v1/models/${encodeURIComponent(name)}/samples.png`;
   const width = version.image_shape ? version.image_shape[2] : 8;
   const scale = galleryScale(width, GALLERY_PER_ROW);
@@ -513,9 +520,100 @@ const SAMPLER_DEFAULTS = {
   steps: "8",
 };
 
+// --- translation models (CycleGAN) --------------------------------------------------------
+
+// Upload a picture: it is translated A->B and B->A by the version `latest` serves (pinned by
+// number, so all four pictures come from one version), and each translation is sent back
+// the other way: the reconstructions show what the cycle keeps.
+async function translateView(ctx, model) {
+  const name = model.name;
+  const base = `v1/models/${encodeURIComponent(name)}`;
+  const latest = model.versions.find((v) => v.version === model.aliases.latest) || model.versions.at(-1);
+  const [domainA, domainB] = latest.domains || ["A", "B"];
+  const fileInput = h("input", { id: "t-file", type: "file", accept: "image/png,image/jpeg" });
+  const keepSize = h("input", { id: "t-keep", type: "checkbox" });
+  const error = h("p", { id: "t-error", class: "error", role: "alert" });
+  const status = h("p", { id: "t-status", "aria-live": "polite" });
+  const images = {};
+  const figure = (id, caption) => {
+    images[id] = h("img", { id, class: "pixelated", alt: caption, hidden: true });
+    return h("figure", { class: "translation" }, images[id], h("figcaption", {}, caption));
+  };
+  const grid = h(
+    "div",
+    { id: "translate-grid", class: "translate-grid", "data-state": "empty" },
+    figure("t-input", "Your picture"),
+    figure("t-a2b", `A→B: as ${domainB}`),
+    figure("t-a2b-back", "…and back to A"),
+    figure("t-b2a", `B→A: as ${domainA}`),
+    figure("t-b2a-back", "…and back to B"),
+  );
+  ctx.root.append(
+    heading(name, h("span", { class: "muted" }, ` v${latest.version} · CycleGAN`)),
+    h("p", {}, `Translates pictures between ${domainA} (A) and ${domainB} (B). Any size and `,
+      "colour: the picture is centre-cropped and resized to the model's size, unless you keep its size."),
+    h(
+      "form",
+      { id: "translate-form", class: "sampler", onsubmit: (event) => event.preventDefault() },
+      h("div", { class: "field" }, h("label", { for: "t-file" }, "Picture (PNG or JPEG)"), fileInput),
+      h("div", { class: "field" }, h("label", { for: "t-keep" }, keepSize, " Keep its size")),
+    ),
+    status,
+    error,
+    grid,
+  );
+  const show = (id, blob) => {
+    const img = images[id];
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    img.hidden = false;
+  };
+  const translate = async (blob, direction) => {
+    const params = new URLSearchParams({
+      direction,
+      keep_size: keepSize.checked ? "true" : "false",
+      version: String(latest.version),
+    });
+    const response = await request(`${base}/translate?${params}`, {
+      method: "POST",
+      body: blob,
+      contentType: blob.type === "image/jpeg" ? "image/jpeg" : "image/png",
+      signal: ctx.signal,
+    });
+    return response.blob();
+  };
+  const run = async () => {
+    const file = fileInput.files[0];
+    if (!file) return;
+    error.textContent = "";
+    grid.dataset.state = "loading";
+    status.textContent = "Translating…";
+    show("t-input", file);
+    try {
+      const ab = await translate(file, "a2b");
+      show("t-a2b", ab);
+      show("t-a2b-back", await translate(ab, "b2a"));
+      const ba = await translate(file, "b2a");
+      show("t-b2a", ba);
+      show("t-b2a-back", await translate(ba, "a2b"));
+      grid.dataset.state = "loaded";
+      status.textContent = `Translated by ${name} v${latest.version}.`;
+    } catch (e) {
+      if (isAbort(e)) return;
+      grid.dataset.state = "error";
+      status.textContent = "";
+      error.textContent = e.explanation || e.message || String(e);
+    }
+  };
+  fileInput.addEventListener("change", run);
+  keepSize.addEventListener("change", run);
+}
+
 async function modelView(ctx) {
   const [name] = ctx.args;
   const model = await getJSON(`v1/models/${encodeURIComponent(name)}`, { signal: ctx.signal });
+  const served = model.versions.find((v) => v.version === model.aliases.latest);
+  if (served && served.kind === "translation") return translateView(ctx, model);
   const state = { ...SAMPLER_DEFAULTS };
   for (const key of Object.keys(state)) {
     if (ctx.params.has(key)) state[key] = ctx.params.get(key);
