@@ -24,7 +24,10 @@ function that does it; what no wrapper covers is computed as a difference:
   c=1 over a real socket minus the same endpoint called in-process.
 
 Each stage is printed in microseconds per request (mean over the requests, after 50 warm-up
-requests) with its share of the in-process total.
+requests) of wall-clock time and of CPU time of the thread that ran it (`time.thread_time`:
+on a busy machine, waiting for a core inflates the wall column, much less the CPU one), with
+its share of the in-process total. The CPU total adds the event loop's and the render
+thread's; the hop's CPU column is the event loop's part of the sampling call.
 """
 
 from __future__ import annotations
@@ -52,24 +55,26 @@ Spent = defaultdict[str, float]
 
 
 class Timers:
-    """Seconds spent per stage, and the forward passes' shapes."""
+    """Seconds spent per stage (wall clock, and CPU of the calling thread), forward shapes."""
 
     def __init__(self) -> None:
-        self.spent: Spent = defaultdict(float)
+        self.spent: Spent = defaultdict(float)  # wall
+        self.cpu: Spent = defaultdict(float)  # time.thread_time of the thread that ran it
         self.shapes: Counter[str] = Counter()
         self.on = False
 
-    def add(self, stage: str, seconds: float) -> None:
+    def add(self, stage: str, seconds: float, cpu: float = 0.0) -> None:
         if self.on:
             self.spent[stage] += seconds
+            self.cpu[stage] += cpu
 
     def wrap(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return function(*args, **kwargs)
             finally:
-                self.add(stage, time.perf_counter() - start)
+                self.add(stage, time.perf_counter() - start, time.thread_time() - cpu)
 
         return timed
 
@@ -77,11 +82,11 @@ class Timers:
         self, stage: str, function: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Awaitable[Any]]:
         async def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()  # the event loop's thread
             try:
                 return await function(*args, **kwargs)
             finally:
-                self.add(stage, time.perf_counter() - start)
+                self.add(stage, time.perf_counter() - start, time.thread_time() - cpu)
 
         return timed
 
@@ -124,23 +129,24 @@ def instrument(timers: Timers) -> list[Any]:
         if scope["type"] != "http":  # the lifespan passes through, untimed
             await inner_call(self, scope, receive, send)
             return
-        app, inside = self.app, [0.0]
+        app, inside = self.app, [0.0, 0.0]
 
         async def timed_app(scope: Any, receive: Any, send: Any) -> None:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 await app(scope, receive, send)
             finally:
                 inside[0] += time.perf_counter() - start
+                inside[1] += time.thread_time() - cpu
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         self.app = timed_app
         try:
             await inner_call(self, scope, receive, send)
         finally:
             self.app = app
-            timers.add("app total", time.perf_counter() - start)
-            timers.add("app inside middleware", inside[0])
+            timers.add("app total", time.perf_counter() - start, time.thread_time() - cpu)
+            timers.add("app inside middleware", inside[0], inside[1])
 
     patches.append(patched(telemetry.MetricsMiddleware, "__call__", middleware))
     for patch in patches:
@@ -149,13 +155,14 @@ def instrument(timers: Timers) -> list[Any]:
 
 
 def hook_forward(generator: torch.nn.Module, timers: Timers) -> None:
-    started = [0.0]
+    started = [0.0, 0.0]
 
     def before(module: Any, inputs: Any) -> None:
-        started[0] = time.perf_counter()
+        started[:] = [time.perf_counter(), time.thread_time()]
 
     def after(module: Any, inputs: Any, output: Any) -> None:
-        timers.add("forward passes", time.perf_counter() - started[0])
+        wall, cpu = time.perf_counter() - started[0], time.thread_time() - started[1]
+        timers.add("forward passes", wall, cpu)
         if timers.on:
             timers.shapes[f"{tuple(inputs[0].shape)} -> {tuple(output.shape)}"] += 1
 
@@ -199,19 +206,21 @@ async def lifespan_start(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[An
     return task, incoming
 
 
-def report(title: str, timers: Timers, requests: int, extra: dict[str, float]) -> None:
-    s = {k: v / requests * 1e6 for k, v in timers.spent.items()}  # us per request
+def stage_rows(s: dict[str, float], loop_cpu: bool) -> list[tuple[str, float]]:
+    """(stage, us per request) from per-stage sums; `loop_cpu`: the CPU column, where the
+    sampling call's own CPU is the event loop's part of it (the render thread's is apart)."""
     thread = s.get("in thread: respond", 0.0)
     inside = (
         s.get("registry read", 0.0) + s.get("checks+headers+ETag", 0.0) + s.get("noise", 0.0)
         + s.get("forward passes", 0.0) + s.get("uint8+copy", 0.0) + s.get("grid+PNG encode", 0.0)
     )  # fmt: skip
-    rows = [
+    hop = s["sampling call"] if loop_cpu else s["sampling call"] - thread
+    return [
         ("metrics middleware", s["app total"] - s["app inside middleware"]),
         ("FastAPI routing, endpoint glue, Response",
          s["app inside middleware"] - s["sampling call"] - s.get("query validation", 0.0)),
         ("query validation (pydantic)", s.get("query validation", 0.0)),
-        ("batcher + thread hop (there and back)", s["sampling call"] - thread),
+        ("batcher + thread hop (there and back)", hop),
         ("  registry read (in thread)", s.get("registry read", 0.0)),
         ("  checks + headers + ETag (in thread)", s.get("checks+headers+ETag", 0.0)),
         ("  noise (in thread)", s.get("noise", 0.0)),
@@ -220,13 +229,22 @@ def report(title: str, timers: Timers, requests: int, extra: dict[str, float]) -
         ("  grid + PNG encode (in thread)", s.get("grid+PNG encode", 0.0)),
         ("  rest of respond (in thread)", thread - inside),
     ]  # fmt: skip
-    total = s["app total"]
-    print(f"\n{title}: {requests} requests at c=1, in-process ASGI")
-    for name, us in rows:
-        print(f"  {name:<44}{us:9.1f} us  {100 * us / total:5.1f}%")
-    print(f"  {'in-process total':<44}{total:9.1f} us")
+
+
+def report(title: str, timers: Timers, requests: int, extra: dict[str, float]) -> None:
+    wall = {k: v / requests * 1e6 for k, v in timers.spent.items()}  # us per request
+    cpu = {k: v / requests * 1e6 for k, v in timers.cpu.items()}
+    wall_total = wall["app total"]
+    cpu_total = cpu["app total"] + cpu.get("in thread: respond", 0.0)  # loop + render thread
+    print(f"\n{title}: {requests} requests at c=1, in-process ASGI (us per request)")
+    print(f"  {'stage':<44}{'wall':>9}{'share':>7}{'CPU':>9}{'share':>7}")
+    for (name, w), (_, c) in zip(stage_rows(wall, False), stage_rows(cpu, True), strict=True):
+        print(
+            f"  {name:<44}{w:9.1f}{100 * w / wall_total:6.1f}%{c:9.1f}{100 * c / cpu_total:6.1f}%"
+        )
+    print(f"  {'in-process total':<44}{wall_total:9.1f}{'':>7}{cpu_total:9.1f}")
     for name, us in extra.items():
-        print(f"  {name:<44}{us:9.1f} us  (outside the app)")
+        print(f"  {name:<44}{us:9.1f}  (outside the app)")
     shapes = ", ".join(f"{count / requests:g} x {shape}" for shape, count in timers.shapes.items())
     print(f"  forward passes per request: {shapes}")
 
@@ -244,10 +262,10 @@ def access_log_cost(root: Path, lines: int = 5000) -> float:
             sys.stderr = saved
         logger = logging.getLogger("uvicorn.access")
         args = ("127.0.0.1:50000", "GET", "/v1/models/bench/samples.png?seed=1", "1.1", 200)
-        start = time.perf_counter()
+        start = time.thread_time()  # CPU: less sensitive to other processes than wall time
         for _ in range(lines):
             logger.info('%s - "%s %s HTTP/%s" %d', *args)
-        spent = time.perf_counter() - start
+        spent = time.thread_time() - start
     logging.getLogger().handlers[:] = []
     return spent / lines * 1e6
 
@@ -302,8 +320,8 @@ def main() -> None:
         torch.set_num_threads(settings.torch_threads)
         print(f"torch threads {settings.torch_threads}; load average {os.getloadavg()}")
         extra = {
-            "uvicorn access log line (JSON, to a file)": access_log_cost(root),
-            "HTTP: uvicorn+httptools+socket+client (p50)": http_cost(root, args.requests),
+            "uvicorn access log line (JSON, to a file; CPU)": access_log_cost(root),
+            "HTTP: uvicorn+httptools+socket+client (p50 wall)": http_cost(root, args.requests),
         }
         timers = Timers()
         patches = instrument(timers)  # held: a collected patch undoes itself
@@ -321,6 +339,7 @@ def main() -> None:
                 for i in range(50):
                     await call(app, path, query.format(i * step))
                 timers.spent.clear()
+                timers.cpu.clear()
                 timers.shapes.clear()
                 timers.on = True
                 for i in range(args.requests):
