@@ -142,3 +142,29 @@ def test_registry_describes_and_deletes_a_translator(
     assert not list(Path(settings.data_dir).rglob("translator.*"))
     gone = _post(client, "zebra", _png((8, 8)))
     assert gone.status_code == 404
+
+
+def test_noise_routes_answer_422_for_a_translator(client: TestClient) -> None:
+    register_translator(app_store(client), "zebra")
+    for response in (
+        client.get("/v1/models/zebra/samples.png", params={"seed": 1}),
+        client.get("/v1/models/zebra/interpolation.png", params={"seed_a": 1, "seed_b": 2}),
+        client.post("/v1/models/zebra/samples", json={"n": 2}),
+    ):
+        assert response.status_code == 422, response.text
+        assert "translate" in response.json()["detail"]
+
+
+def test_cyclegan_jobs_are_validated_against_both_datasets(client: TestClient) -> None:
+    accepted = client.post("/v1/jobs", json={"name": "pair", "architecture": "cyclegan"})
+    assert accepted.status_code == 202, accepted.text
+    spec = client.get(f"/v1/jobs/{accepted.json()['id']}").json()["spec"]
+    assert spec["architecture"] == "cyclegan" and spec["cycle_loss"] == "lsgan"
+    alone = client.post(
+        "/v1/jobs", json={"architecture": "cyclegan", "dataset": "digits-on-colour"}
+    )
+    assert alone.status_code == 422 and alone.json()["field"] == "dataset_b"
+    missing = client.post("/v1/jobs", json={"architecture": "cyclegan", "dataset_b": "mnist"})
+    assert missing.status_code == 422 and missing.json()["field"] == "dataset_b"
+    big = client.post("/v1/jobs", json={"architecture": "cyclegan", "batch_size": 4000})
+    assert big.status_code == 422 and big.json()["field"] == "batch_size"

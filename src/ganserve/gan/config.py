@@ -47,8 +47,10 @@ from typing import Any, TypeVar
 
 from ganserve.gan.errors import ConfigError
 
-ARCHITECTURES = ("mlp", "dcgan")
+ARCHITECTURES = ("mlp", "dcgan", "cyclegan")
 LOSS_NAMES = ("bce", "wgan-gp", "hinge")
+CYCLE_LOSS_NAMES = ("lsgan", "bce", "wgan-gp", "hinge")  # gan.losses.LOSSES
+LR_DECAYS = ("none", "linear")
 NOISE_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("fp32", "bf16")
 ALARM_ACTIONS = ("warn", "stop", "rollback")
@@ -121,6 +123,11 @@ def _non_empty(field_name: str, value: object) -> None:
 
 def _dataset_name(field_name: str, value: object) -> None:
     _non_empty(field_name, value)
+
+
+def _optional_dataset_name(field_name: str, value: object) -> None:
+    if value is not None:
+        _non_empty(field_name, value)
 
 
 @dataclass(frozen=True)
@@ -216,7 +223,8 @@ class TrainConfig:
     )  # fmt: skip
     architecture: str = setting(
         "mlp",
-        "mlp = the reference MLP GAN; dcgan = convolutional (8-64 px images).",
+        "mlp = the reference MLP GAN; dcgan = convolutional (8-64 px images); cyclegan = "
+        "image-to-image translation between dataset and dataset_b (8-256 px).",
         label="Architecture", choices=ARCHITECTURES, basic=True,
     )  # fmt: skip
     loss: str = setting(
@@ -332,6 +340,41 @@ class TrainConfig:
     alarm_fd_patience: int = setting(
         3, "Divergence alarm when the Fréchet distance rises this many evaluations in a row.",
         label="Divergence alarm: FD rises in a row", low=1, high=100, resumable=True,
+    )  # fmt: skip
+
+    dataset_b: str | None = setting(
+        None,
+        "cyclegan only: domain B's dataset (built-in or uploaded); unset with dataset digits = "
+        "the built-in digits-on-colour.",
+        label="Second dataset (CycleGAN)", check=_optional_dataset_name,
+    )  # fmt: skip
+    cycle_loss: str = setting(
+        "lsgan", "cyclegan only: adversarial loss (lsgan = least squares, the paper's).",
+        label="CycleGAN adversarial loss", choices=CYCLE_LOSS_NAMES,
+    )  # fmt: skip
+    lambda_cycle: float = setting(
+        10.0, "cyclegan only: weight of the cycle-consistency L1 loss (unitless).",
+        label="Cycle loss weight", low=0.0, high=1000.0,
+    )  # fmt: skip
+    lambda_identity: float = setting(
+        0.5, "cyclegan only: identity L1 loss weight, as a fraction of lambda_cycle; 0 = off.",
+        label="Identity loss (fraction of cycle weight)", low=0.0, high=10.0,
+    )  # fmt: skip
+    pool_size: int = setting(
+        50, "cyclegan only: generated images kept per domain for the discriminators; 0 = none.",
+        label="Image history pool", low=0, high=1000,
+    )  # fmt: skip
+    lr_decay: str = setting(
+        "none", "cyclegan only: none, or linear to 0 from lr_decay_start x steps (the paper's).",
+        label="Learning-rate decay", choices=LR_DECAYS,
+    )  # fmt: skip
+    lr_decay_start: float = setting(
+        0.5, "cyclegan only: fraction of steps after which the linear decay starts.",
+        label="Decay starts at (fraction of steps)", low=0.0, high=1.0,
+    )  # fmt: skip
+    cyclegan_width: int = setting(
+        0, "cyclegan only: channels of the generators' first layer; 0 = by image size.",
+        label="CycleGAN width", low=0, high=256,
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from ganserve.service.jobs.queue import TrainingQueue
 from ganserve.service.operations.reaper import Reaper
 from ganserve.service.operations.telemetry import MetricsMiddleware
 from ganserve.service.problems import install_problem_handlers
-from ganserve.service.routes import datasets, jobs, models, ops, web
+from ganserve.service.routes import datasets, jobs, models, ops, translate, web
 from ganserve.service.sampling.generator_cache import GeneratorCache
 from ganserve.settings import Settings, get_settings
 from ganserve.store import Store
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await reaper_task
             await context.redis.aclose()
             context.queue.close()
+            context.generators.close()
             store.close()
 
     app = FastAPI(
@@ -90,5 +91,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(translate.router)  # CycleGAN models: POST /v1/models/{name}/translate
     app.include_router(web.router)  # the web page at / (not in the OpenAPI document)
     return app

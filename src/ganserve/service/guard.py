@@ -37,7 +37,9 @@ from ganserve.settings import Settings
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Sampling routes: open unless GANSERVE_PROTECT_SAMPLING (the POST among them too).
-SAMPLING_PATH = re.compile(r"^/v1/models/[^/]+/(samples|samples\.png|interpolation\.png)$")
+SAMPLING_PATH = re.compile(
+    r"^/v1/models/[^/]+/(samples|samples\.png|interpolation\.png|translate)$"
+)
 # Routes that stream their body into a file under a limit of their own (uploads).
 OWN_LIMIT_PATHS = frozenset({"/v1/datasets"})
 

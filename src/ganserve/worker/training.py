@@ -38,6 +38,7 @@ import redis
 import torch
 
 from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, export_generator
+from ganserve.gan.classifier import classifier_for
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import load_dataset
 from ganserve.gan.errors import GanError, QualityAlarm
@@ -45,6 +46,10 @@ from ganserve.gan.inception import InceptionExtractor, load_inception_extractor
 from ganserve.gan.sample import encode_png, make_grid
 from ganserve.gan.state import TrainState, resolve_device
 from ganserve.gan.train import Callbacks, Progress, train
+from ganserve.gan.translation.pairs import DomainPair, load_pair
+from ganserve.gan.translation.quality import TranslationEvaluator, TranslationMonitor
+from ganserve.gan.translation.train import CycleOptions, CycleState, train_cyclegan
+from ganserve.gan.translation.translate import export_translator
 from ganserve.store import Session, jobs, metrics, registry
 from ganserve.store.errors import RecordNotFoundError, StaleAttemptError
 from ganserve.worker import telemetry
@@ -195,6 +200,8 @@ class _JobRun:
             config = TrainConfig.from_dict(job.spec)
             run_dir = self.artifacts.job_dir(self.job_id)
             device = self._device(config) or resolve_device(config.device)
+            if config.architecture == "cyclegan":
+                return self._run_cyclegan(name, config, run_dir, device)
             with self._keep_lease():  # a large dataset or a first classifier takes a while
                 dataset = load_dataset(config.dataset, self.settings.data_dir)
                 self.quality = build_tracker(
@@ -237,6 +244,68 @@ class _JobRun:
         except Exception as exc:
             self.log.exception("failed with an internal error")
             return self._finish("failed", error=internal_error_message(exc))
+
+    def _run_cyclegan(
+        self, name: str, config: TrainConfig, run_dir: Path, device: torch.device
+    ) -> Outcome:
+        """A CycleGAN job (gan.translation): two domains in, a translator registered."""
+        with self._keep_lease():  # two datasets, and a first classifier per domain
+            pair = load_pair(config.dataset, config.dataset_b, self.settings.data_dir)
+            evaluate = self._translation_evaluator(config, pair, device)
+        result = train_cyclegan(
+            config,
+            CycleOptions.from_config(config),
+            pair,
+            run_dir,
+            Callbacks(
+                progress=self._on_progress,
+                abort=self._should_abort,
+                checkpoint=self._on_checkpoint,
+                preview=self._on_preview,  # rows: A, G(A), F(G(A)), B, F(B), G(F(B))
+                evaluate=evaluate,  # type: ignore[arg-type]  # receives the CycleState
+            ),
+            device=device,
+        )
+        if result.aborted and not self.cancel_requested:
+            return self._release(result.state.step)
+        if result.aborted:
+            self.log.info("cancelled at step %d", result.state.step)
+            return self._finish("cancelled")
+        state, export_dir = result.state, run_dir / EXPORT_DIR_NAME
+        with self._keep_lease():
+            description = export_translator(state.g_ab_ema, state.g_ba_ema, export_dir, {
+                "dataset": config.dataset, "dataset_b": pair.b.name, "step": state.step,
+                "train_config": config.to_dict(),
+            })  # fmt: skip
+        final = self.last_evaluation.metrics if self.last_evaluation else {}
+        return self._complete(name, export_dir, description, final)
+
+    def _translation_evaluator(
+        self, config: TrainConfig, pair: DomainPair, device: torch.device
+    ) -> Callable[[CycleState], None] | None:
+        """Translation quality on schedule (gan.translation.quality), when both domains carry
+        the same labels (the built-in pair does); None otherwise."""
+        if not pair.class_names:
+            self.log.info("no translation quality: the two domains do not share class labels")
+            return None
+        cache = self.artifacts.root / CLASSIFIERS_DIR
+        classifiers = [classifier_for(domain, cache, device) for domain in (pair.a, pair.b)]
+        evaluator = TranslationEvaluator(
+            pair, *classifiers, samples=min(config.eval_samples, 500), seed=config.seed,
+            device=device,
+        )  # fmt: skip
+        monitor = TranslationMonitor()
+
+        def evaluate(state: CycleState) -> None:
+            with self._keep_lease():
+                report = evaluator.evaluate(state.g_ab_ema, state.g_ba_ema)
+            warnings = monitor.observe(state.step, report)
+            evaluation = Evaluation(
+                state.step, report.as_metrics(), report.provenance(), warnings, is_best=False
+            )
+            self._record_evaluation(evaluation, state.config)
+
+        return evaluate
 
     def _device(self, config: TrainConfig) -> torch.device | None:
         """The operator's worker device for specs that say "auto"; None = the spec's own."""
@@ -408,6 +477,10 @@ class _JobRun:
         assert self.quality is not None
         with self._keep_lease():
             evaluation = self.quality.evaluate(state)
+        self._record_evaluation(evaluation, state.config)
+
+    def _record_evaluation(self, evaluation: Evaluation, config: TrainConfig) -> None:
+        """Status, history, events and telemetry of one evaluation; QualityAlarm if it says so."""
         self.last_evaluation = evaluation
         telemetry.EVALUATION_SECONDS.observe(evaluation.metrics.get("eval_seconds", 0.0))
         for name, value in evaluation.metrics.items():
@@ -430,7 +503,7 @@ class _JobRun:
         for warning in evaluation.warnings:
             self._publish("warning", {"kind": warning.kind, "step": warning.step,
                                       "message": warning.message})  # fmt: skip
-        if evaluation.warnings and state.config.on_alarm != "warn":
+        if evaluation.warnings and config.on_alarm != "warn":
             first = evaluation.warnings[0]
             raise QualityAlarm(first.kind, first.step, first.message)
 

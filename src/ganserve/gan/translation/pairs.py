@@ -87,6 +87,12 @@ def load_pair(
     dataset: str, dataset_b: str | None, data_dir: str | Path | None = None
 ) -> DomainPair:
     """Load and reconcile the two domains; dataset_b may be omitted only for the built-in pair."""
+    dataset, dataset_b = pair_names(dataset, dataset_b)
+    return reconcile(load_dataset(dataset, data_dir), load_dataset(dataset_b, data_dir))
+
+
+def pair_names(dataset: str, dataset_b: str | None) -> tuple[str, str]:
+    """(A, B) dataset names; dataset_b may be omitted only for the built-in pair."""
     if not dataset_b:
         if dataset != BUILTIN_PAIR[0]:
             raise ConfigError(
@@ -96,7 +102,29 @@ def load_pair(
         dataset_b = BUILTIN_PAIR[1]
     if dataset_b == dataset:
         raise ConfigError("dataset_b", f"must name another dataset than dataset ({dataset!r})")
-    return reconcile(load_dataset(dataset, data_dir), load_dataset(dataset_b, data_dir))
+    return dataset, dataset_b
+
+
+def check_pair_shapes(
+    a: tuple[str, int, int, int], b: tuple[str, int, int, int], batch_size: int
+) -> None:
+    """The checks of `reconcile`, from (name, images, channels, size) alone (no pixels)."""
+    size = max(a[3], b[3])
+    if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise ConfigError(
+            "dataset", f"translation models take {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} px images, "
+            f"got {size} px from datasets {a[0]!r} and {b[0]!r}",
+        )  # fmt: skip
+    for field, (name, count, _, side) in (("dataset", a), ("dataset_b", b)):
+        if size > MAX_UPSCALE * side:
+            raise ConfigError(
+                field, f"{name!r} has {side} px images, too small to enlarge to the pair's "
+                f"{size} px (at most {MAX_UPSCALE}x); choose datasets of closer sizes",
+            )  # fmt: skip
+        if batch_size > count:
+            raise ConfigError(
+                "batch_size", f"{batch_size} exceeds the {count} images of {field} {name!r}"
+            )
 
 
 def domain_order(count: int, seed: int) -> torch.Tensor:

@@ -121,6 +121,19 @@ class CycleOptions:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_config(cls, config: TrainConfig) -> CycleOptions:
+        """The options a TrainConfig declares (its cyclegan-only fields)."""
+        return cls(
+            loss=config.cycle_loss,
+            lambda_cycle=config.lambda_cycle,
+            lambda_identity=config.lambda_identity,
+            pool_size=config.pool_size,
+            lr_decay=config.lr_decay,
+            lr_decay_start=config.lr_decay_start,
+            width=config.cyclegan_width,
+        )
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CycleOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)

@@ -39,6 +39,7 @@ from ganserve.gan.compat import DatasetInfo, check_compatible
 from ganserve.gan.config import API_GROUPS, CONFIG_FIELDS, ConfigField, TrainConfig
 from ganserve.gan.data import describe_dataset
 from ganserve.gan.errors import ConfigError, DatasetError
+from ganserve.gan.translation.pairs import check_pair_shapes, pair_names
 from ganserve.store.errors import InvalidValueError
 from ganserve.store.names import MODEL_NAME_PATTERN, validate_model_name
 
@@ -200,6 +201,8 @@ def check_against_dataset(config: TrainConfig, data_dir: Path) -> dict[str, Any]
 
     Reads only file headers: the dataset's images are not loaded.
     """
+    if config.architecture == "cyclegan":
+        return _check_pair(config, data_dir)
     description = describe_dataset(config.dataset, data_dir)  # DatasetError: unknown dataset
     if not description["available"]:
         raise DatasetError(description["missing_files_hint"])
@@ -208,3 +211,22 @@ def check_against_dataset(config: TrainConfig, data_dir: Path) -> dict[str, Any]
     except ConfigError as error:
         raise _renamed(error) from None
     return description
+
+
+def _check_pair(config: TrainConfig, data_dir: Path) -> dict[str, Any]:
+    """cyclegan: both domains exist and can be reconciled (gan.translation.pairs)."""
+    names = pair_names(config.dataset, config.dataset_b)
+    found = []
+    for field, name in zip(("dataset", "dataset_b"), names, strict=True):
+        try:
+            description = describe_dataset(name, data_dir)
+        except DatasetError as error:
+            raise ConfigError(field, str(error)) from None
+        if not description["available"]:
+            raise ConfigError(field, str(description["missing_files_hint"]))
+        found.append(description)
+    a, b = ((d["name"], d["size"], d["channels"], d["image_size"]) for d in found)
+    check_pair_shapes(a, b, config.batch_size)
+    if config.conditional:
+        raise ConfigError("conditional", "cyclegan translates images; it takes no class labels")
+    return found[0]

@@ -27,6 +27,8 @@ from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, load_generator
 from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import CheckpointError
 from ganserve.gan.models import Generator
+from ganserve.gan.translation.translate import TRANSLATOR_FORMAT
+from ganserve.service.errors import InvalidInputError
 from ganserve.service.registry import versions as registry
 from ganserve.store import Store
 from ganserve.store import registry as store_registry
@@ -83,7 +85,8 @@ class GeneratorCache:
         self._entries: OrderedDict[Key, CachedGenerator] = OrderedDict()
         self._guard = threading.Lock()  # _entries, _load_locks and the counters
         self._load_locks: dict[Key, threading.Lock] = {}  # one per version being loaded
-        self._resolved: OrderedDict[int, ResolvedVersion] = OrderedDict()  # by registry row id
+        self._resolved: OrderedDict[int, ResolvedVersion] = OrderedDict()
+        self._live = store_registry.LiveReader(store.engine)  # the per-request registry read  # by registry row id
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -107,8 +110,7 @@ class GeneratorCache:
         Anything else (a new row, no row) takes the full path, which parses the description,
         or raises the NotFoundError that lists the versions and aliases there are.
         """
-        with self.store.engine.connect() as connection:
-            found = store_registry.find_live(connection, name, ref)
+        found = self._live.find(name, ref)  # on a kept connection (store_registry.LiveReader)
         if found is not None:
             with self._guard:
                 known = self._resolved.get(found.id)
@@ -131,6 +133,13 @@ class GeneratorCache:
         if "spec" not in description or "sha256" not in description:
             # Registered without the export's description: its generator.json is authoritative.
             description = self._read_description(path)
+        if description.get("format") == TRANSLATOR_FORMAT:
+            raise InvalidInputError(
+                f"model {name!r} v{version} is an image-to-image (CycleGAN) model: it takes no "
+                "noise, seed, label, truncation or interpolation; POST a picture to "
+                f"/v1/models/{name}/translate",
+                field="name",
+            )
         try:
             spec = ModelSpec.from_dict(description["spec"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -177,6 +186,10 @@ class GeneratorCache:
         """Forget a version (it was deleted); True if it was loaded."""
         with self._guard:
             return self._entries.pop((name, version), None) is not None
+
+    def close(self) -> None:
+        """Give back the registry reader's connection (the app's shutdown)."""
+        self._live.close()
 
     def clear(self) -> None:
         with self._guard:
