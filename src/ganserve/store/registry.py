@@ -20,8 +20,10 @@ Return types: single versions are ORM `ModelVersion` objects (sessions from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,11 +31,13 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Engine,
     Integer,
     String,
     Text,
     bindparam,
     delete,
+    exc,
     exists,
     func,
     insert,
@@ -285,6 +289,46 @@ def find_live(connection: Connection, name: str, ref: str) -> LiveRow | None:
         statement, params = _BY_ALIAS, {"name": name, "alias": ref}
     row = connection.execute(statement, params).first()
     return None if row is None else LiveRow(int(row[0]), name, int(row[1]), str(row[2]))
+
+
+class LiveReader:
+    """`find_live` on one connection kept for it, for the sampling path's per-request read.
+
+    A pool checkout and the reset on return cost more CPU than the query itself (about 100 of
+    260 us per read, bench/README.md, issue 18). Reads take turns (a lock); each one ends its
+    transaction (rollback), so the next sees every commit made since, by any process: nothing
+    is cached, a moved alias is read at once. A kept connection that fails (the database
+    restarted) is dropped and the read retried once on a fresh one from the pool; a fresh
+    one's error is raised as it is (an outage: 503). `close` gives the connection back.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self._lock = threading.Lock()
+
+    def find(self, name: str, ref: str) -> LiveRow | None:
+        with self._lock:
+            while True:
+                kept, self._connection = self._connection, None
+                connection = kept or self._engine.connect()
+                try:
+                    found = find_live(connection, name, ref)
+                    connection.rollback()
+                except BaseException as error:
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                    if kept is not None and isinstance(error, exc.DBAPIError):
+                        continue  # a stale kept connection: once more on a fresh one
+                    raise
+                self._connection = connection
+                return found
+
+    def close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
 
 def resolve(session: Session, name: str, ref: str) -> ModelVersion:

@@ -85,8 +85,8 @@ class GeneratorCache:
         self._entries: OrderedDict[Key, CachedGenerator] = OrderedDict()
         self._guard = threading.Lock()  # _entries, _load_locks and the counters
         self._load_locks: dict[Key, threading.Lock] = {}  # one per version being loaded
-        self._resolved: OrderedDict[int, ResolvedVersion] = OrderedDict()
-        self._live = store_registry.LiveReader(store.engine)  # the per-request registry read  # by registry row id
+        self._resolved: OrderedDict[int, ResolvedVersion] = OrderedDict()  # by registry row id
+        self._live = store_registry.LiveReader(store.engine)  # the per-request registry read
 
     def __len__(self) -> int:
         return len(self._entries)
