@@ -12,10 +12,13 @@ from contextlib import asynccontextmanager
 import redis.asyncio
 import torch
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from ganserve.service.context import AppContext
 from ganserve.service.errors import ServiceError
+from ganserve.service.guard import RequestGuard
 from ganserve.service.jobs.queue import TrainingQueue
+from ganserve.service.openapi import install_contract, operation_id
 from ganserve.service.operations.reaper import Reaper
 from ganserve.service.operations.telemetry import MetricsMiddleware
 from ganserve.service.problems import install_problem_handlers
@@ -79,18 +82,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             context.generators.close()
             store.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the fastapi-offline package: no CDN.
+    app: FastAPI = FastAPIOffline(
         title="ganserve",
         version="1",
         summary="Train GANs on request and serve their generators.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestGuard, settings=settings)  # outermost: before any body is read
     app.include_router(models.router)  # first: requests match routes in order, samples.png hottest
     app.include_router(ops.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(translate.router)  # CycleGAN models: POST /v1/models/{name}/translate
     app.include_router(web.router)  # the web page at / (not in the OpenAPI document)
+    install_contract(app, settings)  # errors, binary bodies, security, operation ids
     return app

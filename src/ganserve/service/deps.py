@@ -6,7 +6,6 @@ dependencies in the thread pool, a hop each that a sampling request should not p
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -14,7 +13,7 @@ import redis.asyncio
 from fastapi import Depends, Request
 
 from ganserve.service.context import AppContext
-from ganserve.service.errors import ForbiddenError, UnauthorizedError
+from ganserve.service.guard import check_key
 from ganserve.service.jobs.queue import TrainingQueue
 from ganserve.service.sampling.generator_cache import GeneratorCache
 from ganserve.settings import Settings
@@ -65,16 +64,9 @@ GeneratorsDep = Annotated[GeneratorCache, Depends(get_generators)]
 
 
 def _check_key(request: Request, settings: Settings) -> None:
-    if not settings.api_keys:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise UnauthorizedError("this route needs an API key: send 'Authorization: Bearer <key>'")
-    # constant-time comparison against every key, so timing does not reveal a prefix
-    matches = [hmac.compare_digest(token.encode(), key.encode()) for key in settings.api_keys]
-    if not any(matches):
-        raise ForbiddenError("the API key sent is not valid")
+    # The guard middleware has checked already (before the body); this keeps each route
+    # safe on its own, with the same function.
+    check_key(request.headers.get("authorization"), settings.api_keys)
 
 
 async def require_key(request: Request, settings: SettingsDep) -> None:

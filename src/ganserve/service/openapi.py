@@ -42,6 +42,16 @@ OPERATION_IDS = {
 # Routes that touch no database or broker, so never answer 503.
 NO_DEPENDENCY = frozenset({"/healthz", "/metrics"})
 BINARY = {"type": "string", "format": "binary"}
+# One Server-Sent Event (tools such as Schemathesis check each event against it).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "description": "JSON."},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -158,7 +168,9 @@ def _binary_content(entry: dict[str, Any]) -> None:
     for media_type, content in entry.get("content", {}).items():
         if "json" in media_type:
             continue
-        if media_type.startswith("text/"):
+        if media_type == "text/event-stream":
+            content["schema"] = dict(SSE_EVENT)
+        elif media_type.startswith("text/"):
             content["schema"] = {"type": "string"}
         else:
             content["schema"] = dict(BINARY)
