@@ -139,3 +139,11 @@ def test_healthz_is_not_delayed_by_a_large_body(settings: Settings, tmp_path: Pa
         sender.join()
     assert outcome.get("status", 413) == 413
     assert worst < 0.25, f"/healthz took {worst * 1000:.0f} ms while a body streamed in"
+
+
+def test_sampling_routes_stay_open_unless_protected(keyed: TestClient) -> None:
+    # Keys guard mutating routes; sampling (translate included) is open by default.
+    for path in ("/v1/models/m/samples.png", "/v1/models/m/interpolation.png?seed_a=0&seed_b=1"):
+        assert keyed.get(path).status_code == 404
+    assert keyed.post("/v1/models/m/translate", content=b"x").status_code not in (401, 403)
+    assert keyed.post("/v1/models/m/samples", json={"n": 1}).status_code == 404
