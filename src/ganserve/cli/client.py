@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -63,6 +64,24 @@ def _request(url: str, api_key: str | None, method: str, path: str, **kw: Any) -
             return _check(client.request(method, path, **kw))
     except httpx.TransportError as exc:
         unreachable(url, exc)
+
+
+SUBMIT_TRIES = 3  # a submit whose connection dropped is sent again, with the same key
+
+
+def submit_once(url: str, api_key: str | None, body: dict[str, Any]) -> httpx.Response:
+    """POST the spec with an Idempotency-Key, retrying a dropped connection with the same
+    key: the server answers a retry with the job it already made, never a second one."""
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    for attempt in range(1, SUBMIT_TRIES + 1):
+        try:
+            with _client(url, api_key) as client:
+                return _check(client.post("/v1/jobs", json=body, headers=headers))
+        except httpx.TransportError as exc:
+            if attempt == SUBMIT_TRIES:
+                unreachable(url, exc)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")  # the loop returns or exits
 
 
 def unreachable(url: str, exc: Exception) -> NoReturn:
@@ -156,7 +175,7 @@ def submit(
         body["name"] = name
     if spec:
         body.update(json.loads(spec.read_text()))
-    job = _request(url, api_key, "POST", "/v1/jobs", json=body).json()
+    job = submit_once(url, api_key, body).json()
     out.print(job["id"])
     if follow:
         status = follow_job(url, api_key, job["id"], job["progress"]["total_steps"])

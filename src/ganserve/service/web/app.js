@@ -185,10 +185,11 @@ class ApiError extends Error {
 }
 
 /** fetch() with the API key; resolves to the Response when it is 2xx (or 304), else ApiError. */
-async function request(path, { method = "GET", json, body, contentType, signal, cache } = {}) {
+async function request(path, { method = "GET", json, body, contentType, signal, cache, idempotencyKey } = {}) {
   const headers = { Accept: "application/json, image/png, */*" };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
+  if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey; // a resend makes no second job
   const init = { method, headers, signal };
   if (cache) init.cache = cache;
   if (json !== undefined) {
@@ -1647,6 +1648,7 @@ async function submitView(ctx) {
         method: "POST",
         json: specJson(fields, form),
         signal: ctx.signal,
+        idempotencyKey: crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`,
       });
       const job = await response.json();
       location.hash = `#/jobs/${job.id}`;
