@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ganserve.store import jobs, registry
@@ -254,6 +255,37 @@ def test_find_live_reads_a_ref_as_resolve_does(session: Session) -> None:
         assert registry.find_live(connection, name, ref) is None, (name, ref)
         with pytest.raises(RecordNotFoundError):
             registry.resolve(session, name, ref)
+
+
+def test_the_live_reader_sees_every_commit_and_survives_a_lost_connection(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """One kept connection, yet no stale read: each read ends its transaction."""
+    reader = registry.LiveReader(engine)
+    try:
+        assert reader.find("digits", "latest") is None
+        with sessions() as session:
+            register(session)
+            session.commit()
+        assert reader.find("digits", "latest").version == 1  # type: ignore[union-attr]
+        with sessions() as session:  # another writer (the worker, another replica)
+            register(session)
+            registry.set_alias(session, "digits", "best", 1)
+            session.commit()
+        assert reader.find("digits", "latest").version == 2  # type: ignore[union-attr]
+        assert reader.find("digits", "best").version == 1  # type: ignore[union-attr]
+        with sessions() as session:
+            registry.set_alias(session, "digits", "best", 2)
+            session.commit()
+        assert reader.find("digits", "best").version == 2  # type: ignore[union-attr]
+        kept = reader._connection
+        assert kept is not None
+        kept.connection.dbapi_connection.close()  # type: ignore[union-attr]  # lost (a restart)
+        assert reader.find("digits", "1").version == 1  # type: ignore[union-attr]
+        assert reader._connection is not None and reader._connection is not kept
+    finally:
+        reader.close()
+    assert reader._connection is None
 
 
 def test_version_numbers_and_pinned_refs() -> None:
