@@ -492,7 +492,8 @@ def test_the_name_is_required(client: TestClient) -> None:
 def test_the_openapi_document_describes_the_body(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/v1/datasets"]["post"]
     assert set(operation["requestBody"]["content"]) == {"application/zip", "multipart/form-data"}
-    assert {p["name"] for p in operation["parameters"]} == {"name", "image_size", "channels"}
+    names = {p["name"] for p in operation["parameters"]}
+    assert names == {"name", "image_size", "channels", "Idempotency-Key"}
 
 
 # --- auth, get one, delete ----------------------------------------------------------------
@@ -642,3 +643,23 @@ def test_stale_work_folders_are_purged(tmp_path: Path) -> None:
     os.utime(other, (old, old))
     purge_stale_work(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep", "upload-new"]
+
+
+def test_an_upload_retried_with_its_idempotency_key_gets_the_dataset(client: TestClient) -> None:
+    body = two_class_zip()
+    key = {"Idempotency-Key": "upload-once", "Content-Type": "application/zip"}
+    first = client.post("/v1/datasets", params={"name": "retried"}, content=body, headers=key)
+    assert first.status_code == 201, first.text
+    again = client.post("/v1/datasets", params={"name": "retried"}, content=body, headers=key)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other = client.post(
+        "/v1/datasets", params={"name": "retried"}, content=body + b"x", headers=key
+    )
+    assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+    # without the key, the taken name is a conflict as before
+    plain = client.post(
+        "/v1/datasets", params={"name": "retried"}, content=body,
+        headers={"Content-Type": "application/zip"},
+    )  # fmt: skip
+    assert plain.status_code == 409

@@ -37,20 +37,35 @@ def validate_key(key: str, field: str = "Idempotency-Key") -> str:
     return key
 
 
+def lookup(
+    session: Session, scope: str, key: str, *, now: datetime | None = None
+) -> tuple[str, str] | None:
+    """(fingerprint, resource) of a remembered key, for requests whose fingerprint can only
+    be known after reading them (uploads); None if the key is unknown or expired."""
+    row = session.get(IdempotencyKey, (scope, validate_key(key)))
+    if row is None or row.expires_at <= (now or utcnow()):
+        return None
+    return row.fingerprint, row.resource
+
+
+def conflict(key: str) -> StateConflictError:
+    return StateConflictError(
+        f"the Idempotency-Key {echo(key)} was used with a different request; "
+        "send a new key for a new request"
+    )
+
+
 def recall(
     session: Session, scope: str, key: str, fingerprint: str, *, now: datetime | None = None
 ) -> Remembered | None:
     """What `key` created, if it is remembered; StateConflictError if it came with another
     request (a different body: the client reused a key by mistake)."""
-    row = session.get(IdempotencyKey, (scope, validate_key(key)))
-    if row is None or row.expires_at <= (now or utcnow()):
+    found = lookup(session, scope, key, now=now)
+    if found is None:
         return None
-    if row.fingerprint != fingerprint:
-        raise StateConflictError(
-            f"the Idempotency-Key {echo(key)} was used with a different request; "
-            "send a new key for a new request"
-        )
-    return Remembered(row.resource)
+    if found[0] != fingerprint:
+        raise conflict(key)
+    return Remembered(found[1])
 
 
 def remember(

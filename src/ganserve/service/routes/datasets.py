@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import AsyncIterator
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from ganserve.gan.data import (
     BUILTIN_DATASETS,
@@ -16,6 +19,7 @@ from ganserve.gan.data import (
     packed_dataset_path,
 )
 from ganserve.gan.errors import DatasetError
+from ganserve.service.context import AppContext
 from ganserve.service.datasets.uploads import (
     MAX_UPLOAD_IMAGE_SIZE,
     MIN_UPLOAD_IMAGE_SIZE,
@@ -26,6 +30,7 @@ from ganserve.service.deps import MutatingAuth, SettingsDep
 from ganserve.service.errors import ConflictError, NotFoundError
 from ganserve.service.problems import redact_paths
 from ganserve.service.schemas import DatasetList, DatasetOut
+from ganserve.store import idempotency as key_store
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +119,15 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
     dependencies=[MutatingAuth],
     openapi_extra=_UPLOAD_BODY,
     responses={
-        409: {"description": "The name is taken.", **_PROBLEM},
+        200: {
+            "description": "A retry: this Idempotency-Key was seen with this upload; the "
+            "dataset it made (header Idempotent-Replayed: true).",
+            "model": DatasetOut,
+        },
+        409: {
+            "description": "The name is taken, or the Idempotency-Key came with another upload.",
+            **_PROBLEM,
+        },
         413: {"description": "Over an upload limit (body, entries, expansion).", **_PROBLEM},
         422: {"description": "Not a zip of acceptable images, or a bad name.", **_PROBLEM},
     },
@@ -149,6 +162,15 @@ async def upload_dataset(
         Channels | None,
         Query(description="1 = grayscale, 3 = RGB. Default: 1 when every image is grayscale."),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Any unique string: a retry with the same key and upload gets the "
+            "dataset back (200) instead of a 409 for a taken name; kept "
+            "GANSERVE_IDEMPOTENCY_TTL_S seconds.",
+        ),
+    ] = None,
 ) -> DatasetOut:
     """Decode, validate and resize the images once and store them packed; the new dataset
     is then listed in GET /v1/datasets and can be named in a training spec.
@@ -157,8 +179,28 @@ async def upload_dataset(
     total uncompressed bytes, per-entry compression ratio, pixels per image. Links, devices,
     absolute paths and '..' entries are refused, as is anything that is not a PNG or JPEG.
     """
+    context: AppContext = request.app.state.context
+    options = f"{name}\n{image_size}\n{None if channels is None else int(channels)}\n"
+    digest = hashlib.sha256(options.encode())
+    if idempotency_key is not None:
+        first = await anyio.to_thread.run_sync(_lookup, context, idempotency_key)
+        if first is not None:  # a retry: same bytes -> the dataset it made; else 409
+            async for chunk in request.stream():
+                digest.update(chunk)
+            if digest.hexdigest() != first[0]:
+                raise key_store.conflict(idempotency_key)
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+            response.headers["Location"] = f"/v1/datasets/{first[1]}"
+            return _describe(first[1], settings.data_dir)
+
+    async def hashed() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            digest.update(chunk)
+            yield chunk
+
     await ingest_upload(
-        request.stream(),
+        hashed(),
         name=name,
         data_dir=settings.data_dir,
         limits=UploadLimits.from_settings(settings),
@@ -167,8 +209,23 @@ async def upload_dataset(
         image_size=image_size,
         channels=None if channels is None else int(channels),
     )
+    if idempotency_key is not None:
+        ttl_s = settings.idempotency_ttl_s
+        await anyio.to_thread.run_sync(
+            _remember, context, idempotency_key, digest.hexdigest(), name, ttl_s
+        )
     response.headers["Location"] = f"/v1/datasets/{name}"
     return _describe(name, settings.data_dir)
+
+
+def _lookup(context: AppContext, key: str) -> tuple[str, str] | None:
+    with context.store.session() as session:
+        return key_store.lookup(session, "datasets", key)
+
+
+def _remember(context: AppContext, key: str, fingerprint: str, name: str, ttl_s: float) -> None:
+    with context.store.session() as session:
+        key_store.remember(session, "datasets", key, fingerprint, name, ttl_s)
 
 
 def _known(name: str, data_dir: Path) -> bool:
