@@ -54,3 +54,23 @@ def test_translate_names_what_is_wrong(tmp_path: Path) -> None:
     args = ["translate", str(tmp_path), str(picture), "-o", str(tmp_path / "o.png"), "-d", "up"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "direction" in result.output
+
+
+def test_train_a_cyclegan_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--architecture", "cyclegan", "--steps", "2", "--batch-size", "2",
+            "--cyclegan-width", "4", "--pool-size", "2", "--eval-every", "0", "--device", "cpu",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "translator.json").is_file() and (out / "preview.png").is_file()
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (10, 10), (200, 0, 0)).save(picture)
+    translated = runner.invoke(
+        app, ["translate", str(out), str(picture), "-o", str(tmp_path / "o.png")]
+    )
+    assert translated.exit_code == 0, translated.output
+    assert Image.open(tmp_path / "o.png").size == (32, 32)  # the built-in pair's size
+    alone = ["--dataset", "digits-on-colour", "--out", str(tmp_path / "x")]
+    bad = runner.invoke(app, ["train", "--architecture", "cyclegan", *alone])
+    assert bad.exit_code == 2 and "dataset_b" in bad.output

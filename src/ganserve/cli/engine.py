@@ -20,6 +20,9 @@ from ganserve.gan.errors import GanError
 from ganserve.gan.sample import encode_png, make_grid, sample_png
 from ganserve.gan.train import Callbacks, train
 from ganserve.gan.train import Progress as TrainProgress
+from ganserve.gan.translation.pairs import load_pair
+from ganserve.gan.translation.train import CycleOptions, train_cyclegan
+from ganserve.gan.translation.translate import export_translator
 
 console = Console(stderr=True)
 
@@ -66,7 +69,10 @@ def train_command(out: Path, data_dir: Path = Path("ganserve-data"), **options: 
     """Train a GAN and export its EMA generator into OUT (generator.safetensors + .json)."""
     try:
         config = TrainConfig(**options)
-        data = load_dataset(config.dataset, data_dir)
+        if config.architecture == "cyclegan":  # two domains; a translator, not a generator
+            pair = load_pair(config.dataset, config.dataset_b, data_dir)
+        else:
+            data = load_dataset(config.dataset, data_dir)
     except GanError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -91,6 +97,16 @@ def train_command(out: Path, data_dir: Path = Path("ganserve-data"), **options: 
 
         callbacks = Callbacks(progress=on_progress, preview=on_preview)
         try:
+            if config.architecture == "cyclegan":
+                cycle_options = CycleOptions.from_config(config)
+                cycle = train_cyclegan(config, cycle_options, pair, out, callbacks)
+                state = cycle.state
+                export_translator(state.g_ab_ema, state.g_ba_ema, out, {
+                    "dataset": config.dataset, "dataset_b": pair.b.name, "step": state.step,
+                    "train_config": config.to_dict(),
+                })  # fmt: skip
+                console.print(f"step {state.step}: translator in {out} (ganserve translate)")
+                return
             result = train(config, data, out, callbacks)
         except GanError as exc:
             console.print(f"[red]error:[/red] {exc}")

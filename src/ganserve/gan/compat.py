@@ -87,6 +87,11 @@ def check_compatible(
     device_type: "cpu" or "cuda" when the device is known (the loop); None reads it from
     config.device, where "auto" may still become either.
     """
+    if config.architecture == "cyclegan":
+        raise ConfigError(
+            "architecture", "cyclegan trains on two domains: use gan.translation.train."
+            "train_cyclegan (the worker and `ganserve train` do)",
+        )  # fmt: skip
     if config.batch_size > dataset.size:
         raise ConfigError(
             "batch_size",
