@@ -73,3 +73,11 @@ def test_docs_and_redoc_use_assets_served_by_the_api(client: TestClient) -> None
         assert scripts and all(s.startswith("/") for s in scripts), scripts
         for asset in scripts:
             assert client.get(asset).status_code == 200, asset
+
+
+def test_no_tuple_items(spec: dict[str, Any]) -> None:
+    assert "prefixItems" not in str(spec)
+    series = spec["components"]["schemas"]["JobHistory"]["properties"]["series"]
+    pair = series["additionalProperties"]["items"]
+    assert pair["items"] == {"anyOf": [{"type": "integer"}, {"type": "number"}]}
+    assert pair["minItems"] == pair["maxItems"] == 2

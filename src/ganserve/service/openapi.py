@@ -135,7 +135,23 @@ def complete(spec: dict[str, Any], app: FastAPI, settings: Settings) -> dict[str
             _complete_responses(path, operation, secured)
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    _no_tuples(spec)
     return spec
+
+
+def _no_tuples(node: Any) -> None:
+    """Tuples (`prefixItems`, e.g. [step, value]) as arrays of the union of their members:
+    valid everywhere, where many validators and generators still reject `prefixItems`."""
+    if isinstance(node, dict):
+        members = node.pop("prefixItems", None)
+        if members is not None:
+            distinct = [m for i, m in enumerate(members) if m not in members[:i]]
+            node["items"] = distinct[0] if len(distinct) == 1 else {"anyOf": distinct}
+        for value in node.values():
+            _no_tuples(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_tuples(value)
 
 
 def _complete_responses(path: str, operation: dict[str, Any], secured: bool) -> None:
