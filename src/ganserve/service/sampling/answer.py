@@ -168,6 +168,7 @@ class PngRequest:
         limits.check_labels(resolved.spec, [] if label is None else [label], "label")
         what = "the image" if n == 1 else f"a grid of {n} images"
         limits.check_picture(resolved.spec, n, self.cols or 1, self.scale, settings, "n", what)
+        limits.check_work(resolved.spec, n, self.truncation, settings, "n")
         params: dict[str, object] = {
             "seed": self.seed,
             "n": n,
@@ -291,6 +292,7 @@ class InterpolationRequest:
         what = f"a strip of {self.steps} images"
         spec, steps = resolved.spec, self.steps
         limits.check_picture(spec, steps, steps, self.scale, settings, "steps", what)
+        limits.check_work(spec, 2, self.truncation, settings, "steps")  # two ends drawn
         params: dict[str, object] = {
             "a": self.seed_a,
             "b": self.seed_b,
@@ -364,6 +366,7 @@ class BulkRequest:
         count = len(self.seeds)
         field = "seeds" if self.body.seeds is not None else "n"
         limits.check_pixels(count * h * w, settings, field, f"{count} images")
+        limits.check_work(resolved.spec, count, self.body.truncation, settings, field)
         filename = bulk_filename(resolved.name, resolved.version, self.seeds, self.body.format)
         headers = model_headers(resolved, **{"X-Seed": self.seeds[0], "X-Count": count})
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
