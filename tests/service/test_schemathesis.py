@@ -1,4 +1,8 @@
-"""Schemathesis against the API's own OpenAPI schema, in-process: no generated request gets a 5xx.
+"""Schemathesis against the API's own OpenAPI schema, in-process: no generated request gets a
+5xx, and every response matches the document (schema, status code, content type).
+
+Run on SQLite without API keys and on PostgreSQL with keys (sent by every case), so both
+backends and both auth modes are covered with a bounded number of cases.
 
 A few hundred cases in all: every operation with random inputs, then the model and job
 routes again with the path naming a real model (a tiny registered generator) or a real job,
@@ -25,12 +29,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.python import asgi
 
 from ganserve.service.app import create_app
 from ganserve.settings import Settings
 from ganserve.store import Store, jobs
+from tests.helpers.databases import fresh_database
 from tests.service.trained_model import register_model
 
 MODEL = "schema-digits"
@@ -48,23 +58,48 @@ FUZZ = settings(
 )
 
 
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+KEY = "schemathesis-key"
+# (backend, API keys on): SQLite without keys, PostgreSQL with them.
+SETUPS = [
+    pytest.param(("sqlite", False), id="sqlite-open"),
+    pytest.param(("postgres", True), id="postgres-keys", marks=pytest.mark.postgres),
+]
+
+
 class Resources:
     job_id: str = ""
+    headers: dict[str, str] = {}  # noqa: RUF012 - one module-wide value, set by the fixture
 
 
 RESOURCES = Resources()
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Any]:
-    data_dir: Path = tmp_path_factory.mktemp("schemathesis") / "data"
+@pytest.fixture(scope="module", params=SETUPS)
+def api_schema(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[Any]:
+    backend, keyed = request.param
+    root = tmp_path_factory.mktemp("schemathesis")
+    with fresh_database(backend, root) as database_url:
+        yield from _api_schema(root, database_url, redis_url, keyed)
+
+
+def _api_schema(root: Path, database_url: str, redis_url: str, keyed: bool) -> Iterator[Any]:
+    data_dir = root / "data"
     queue = f"ganserve-test-schema-{uuid.uuid4().hex[:12]}"
+    RESOURCES.headers = {"Authorization": f"Bearer {KEY}"} if keyed else {}
     app_settings = Settings(
         data_dir=data_dir,
-        database_url=None,
+        database_url=database_url,
         redis_url=redis_url,
         training_queue=queue,
-        api_keys=[],
+        api_keys=[KEY] if keyed else [],
         max_samples_per_request=16,
         max_bulk_samples=32,
         max_scale=4,
@@ -122,7 +157,7 @@ def fuzz(
             if hits_known_5xx(case):
                 reject()
             sent.append(1)
-            case.call_and_validate(checks=[not_a_server_error], timeout=TIMEOUT_S)
+            case.call_and_validate(checks=CHECKS, headers=RESOURCES.headers, timeout=TIMEOUT_S)
 
         try:
             run()
@@ -235,5 +270,5 @@ def test_unbounded_integers_beyond_64_bits_get_no_server_error(
     if body is not None:
         kwargs["body"] = body
     case = operation.Case(path_parameters=path_parameters, **kwargs)
-    response = case.call(timeout=TIMEOUT_S)
+    response = case.call(headers=RESOURCES.headers, timeout=TIMEOUT_S)
     assert response.status_code < 500, f"{method} {path} {name}={HUGE}: {response.status_code}"
