@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=500)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--grid", type=Path, default=Path("cyclegan-grid.png"))
+    parser.add_argument("--speed-only", action="store_true", help="skip the quality run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.machine()}, torch {torch.__version__}, threads {args.threads}")
@@ -136,6 +137,8 @@ def main() -> None:
     print(f"median: engine {statistics.median(engine):.2f} steps/s, plain loop "
           f"{statistics.median(plain):.2f} steps/s, ratio {ratio:.2f}x")  # fmt: skip
 
+    if args.speed_only:
+        return
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
         classifier_a = classifier_for(pair.a, Path(cache))
