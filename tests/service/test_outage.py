@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 from ganserve.service.app import create_app
 from ganserve.settings import Settings
 from ganserve.store import make_engine, make_session_factory
+from ganserve.store.registry import LiveReader
 from tests.helpers.processes import free_port
+from tests.service.trained_model import app_store, register_model
 
 JOB = "0" * 32
 
@@ -26,6 +28,10 @@ JOB = "0" * 32
 def down(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         context = client.app.state.context  # type: ignore[attr-defined]
+        register_model(app_store(client), "pinned")
+        pinned = client.get("/v1/models/pinned/samples.png", params={"version": "1", "seed": 4})
+        assert pinned.status_code == 200
+        client.pinned_png = pinned.content  # type: ignore[attr-defined]
         port = free_port()
         engine = make_engine(
             f"postgresql+psycopg://ganserve:secret@127.0.0.1:{port}/ganserve",
@@ -35,10 +41,13 @@ def down(settings: Settings) -> Iterator[TestClient]:
         broken = dataclasses.replace(healthy, engine=engine, sessions=make_session_factory(engine))
         context.store = broken
         context.generators.store = broken
+        live = context.generators._live
+        context.generators._live = LiveReader(engine)
         try:
             yield client
         finally:
             context.store = context.generators.store = healthy
+            context.generators._live = live
             engine.dispose()
 
 
@@ -82,3 +91,12 @@ def test_readyz_names_the_database_but_not_its_host(down: TestClient) -> None:
     assert response.status_code == 503
     assert response.json()["failing"] == ["database"]
     assert "127.0.0.1" not in response.text and "connection" not in response.text.lower()
+
+
+def test_a_loaded_generator_serves_its_pinned_version_during_an_outage(down: TestClient) -> None:
+    params = {"version": "1", "seed": 4}
+    response = down.get("/v1/models/pinned/samples.png", params=params)
+    assert response.status_code == 200, response.text
+    assert response.content == down.pinned_png  # type: ignore[attr-defined]
+    # An alias (or latest) must be read from the registry: that waits for the database.
+    assert down.get("/v1/models/pinned/samples.png", params={"seed": 4}).status_code == 503

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,12 +33,14 @@ from ganserve.service.errors import InvalidInputError
 from ganserve.service.registry import versions as registry
 from ganserve.store import Store
 from ganserve.store import registry as store_registry
+from ganserve.store.db import outage_of
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]  # (model name, version)
 
 _RESOLVED_ROWS = 1024  # registry rows whose parsed description is kept
+_PINNED = re.compile(r"^v?([0-9]{1,9})$")  # a version number: the same version whenever read
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,16 @@ class GeneratorCache:
         Anything else (a new row, no row) takes the full path, which parses the description,
         or raises the NotFoundError that lists the versions and aliases there are.
         """
-        found = self._live.find(name, ref)  # on a kept connection (store_registry.LiveReader)
+        try:
+            found = self._live.find(name, ref)  # on a kept connection (LiveReader)
+        except Exception as error:
+            # A database outage: a version number already loaded keeps serving (its files and
+            # bytes cannot change); an alias or `latest` needs the registry, so it waits (503).
+            pinned = self._pinned(name, ref) if outage_of(error) is not None else None
+            if pinned is None:
+                raise
+            log.warning("database unreachable: serving %s v%d from memory", name, pinned.version)
+            return pinned
         if found is not None:
             with self._guard:
                 known = self._resolved.get(found.id)
@@ -123,6 +135,18 @@ class GeneratorCache:
             while len(self._resolved) > _RESOLVED_ROWS:
                 self._resolved.popitem(last=False)
         return resolved
+
+    def _pinned(self, name: str, ref: str) -> ResolvedVersion | None:
+        """The resolved, loaded version `ref` names if `ref` is a version number."""
+        match = _PINNED.fullmatch(ref)
+        if match is None:
+            return None
+        version = int(match.group(1))
+        with self._guard:
+            for resolved in reversed(self._resolved.values()):
+                if (resolved.name, resolved.version) == (name, version):
+                    return resolved if resolved.key in self._entries else None
+        return None
 
     def _resolve_row(self, name: str, ref: str) -> tuple[ResolvedVersion, int]:
         with self.store.session() as session:
