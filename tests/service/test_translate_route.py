@@ -29,7 +29,7 @@ def register_translator(store: Store, name: str, seed: int = 0) -> int:
         folder = store.artifacts.job_dir(job.id) / "generator"
         torch.manual_seed(seed)
         description = export_translator(
-            ResnetGenerator(SPEC), ResnetGenerator(SPEC), folder, {"step": 1}
+            ResnetGenerator(SPEC), ResnetGenerator(SPEC), folder, {"step": 1, "dataset": "digits"}
         )
         row = registry.register_version(
             session, name, job.id, 1, store.artifacts.relative(folder), description, metrics={}
@@ -147,12 +147,29 @@ def test_registry_describes_and_deletes_a_translator(
 def test_noise_routes_answer_422_for_a_translator(client: TestClient) -> None:
     register_translator(app_store(client), "zebra")
     for response in (
-        client.get("/v1/models/zebra/samples.png", params={"seed": 1}),
+        client.get("/v1/models/zebra/samples.png", params={"truncation": 1.0}),
         client.get("/v1/models/zebra/interpolation.png", params={"seed_a": 1, "seed_b": 2}),
         client.post("/v1/models/zebra/samples", json={"n": 2}),
     ):
         assert response.status_code == 422, response.text
         assert "translate" in response.json()["detail"]
+
+
+def test_samples_png_of_a_translator_is_the_translation_grid(client: TestClient) -> None:
+    register_translator(app_store(client), "zebra")
+    grid = client.get("/v1/models/zebra/samples.png", params={"seed": 3, "n": 4})
+    assert grid.status_code == 200, grid.text
+    # the built-in pair at 32 px: 6 rows (A, G(A), F(G(A)), B, F(B), G(F(B))) of 4
+    assert Image.open(io.BytesIO(grid.content)).size == (4 * 33 + 1, 6 * 33 + 1)
+    again = client.get("/v1/models/zebra/samples.png", params={"seed": 3, "n": 4})
+    assert again.content == grid.content and again.headers["etag"] == grid.headers["etag"]
+    other = client.get("/v1/models/zebra/samples.png", params={"seed": 4, "n": 4})
+    assert other.content != grid.content
+    cached = client.get(
+        "/v1/models/zebra/samples.png", params={"seed": 3, "n": 4},
+        headers={"If-None-Match": grid.headers["etag"]},
+    )  # fmt: skip
+    assert cached.status_code == 304
 
 
 def test_cyclegan_jobs_are_validated_against_both_datasets(client: TestClient) -> None:

@@ -24,6 +24,10 @@ class InvalidInputError(ServiceError):
     status, title = 422, "Invalid input"
 
 
+class TranslationModelError(InvalidInputError):
+    """A noise-sampling option was sent to an image-to-image (CycleGAN) model (422)."""
+
+
 class BadRequestError(ServiceError):
     """The request cannot be understood as sent (400)."""
 

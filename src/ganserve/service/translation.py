@@ -16,6 +16,7 @@ for the same input and version. Zips out carry fixed timestamps: same request, s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -29,13 +30,16 @@ from typing import Any
 import torch
 
 from ganserve.gan.errors import CheckpointError, ConfigError
-from ganserve.gan.sample import encode_png
+from ganserve.gan.sample import encode_png, make_grid, upscale
+from ganserve.gan.translation.pairs import DomainPair, load_pair
+from ganserve.gan.translation.train import preview_inputs
 from ganserve.gan.translation.translate import (
     TRANSLATOR_FORMAT,
     LoadedTranslator,
     decode_picture,
     load_translator,
     translate_picture,
+    translation_grid,
 )
 from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
 from ganserve.service.registry import versions as registry
@@ -301,3 +305,62 @@ def answer_translate(
         return TranslateAnswer(200, out, ZIP_TYPE, headers)
     png = translate_image(served.translator, body, direction, keep_size, settings)
     return TranslateAnswer(200, png, "image/png", headers)
+
+
+def translators_of(context: Any) -> TranslatorCache:
+    """The app context's translator cache, made on first use (an AppContext attribute)."""
+    cache: TranslatorCache | None = getattr(context, "translators", None)
+    if cache is None:
+        cache = TranslatorCache(context.store, context.settings.generator_cache_size)
+        context.translators = cache
+    return cache
+
+
+@functools.lru_cache(maxsize=4)
+def _pair(dataset: str, dataset_b: str, data_dir: str) -> DomainPair:
+    return load_pair(dataset, dataset_b, data_dir)
+
+
+MAX_GRID_INPUTS = 64  # real inputs per domain in a samples.png grid
+
+
+def translation_grid_png(
+    cache: TranslatorCache,
+    settings: Settings,
+    name: str,
+    *,
+    version: str,
+    seed: int,
+    n: int,
+    scale: int,
+    if_none_match: str | None,
+) -> TranslateAnswer:
+    """samples.png of a CycleGAN model: n real inputs of each domain chosen by `seed`, in
+    rows: A, G(A), F(G(A)), B, F(B), G(F(B)). Deterministic for (version, seed, n, scale)."""
+    if n > MAX_GRID_INPUTS:
+        raise PayloadTooLargeError(
+            f"n: a translation grid shows at most {MAX_GRID_INPUTS} inputs per domain",
+            field="n", limit=MAX_GRID_INPUTS,
+        )  # fmt: skip
+    served = cache.get(name, version)
+    train_config = served.translator.description.get("train_config") or {}
+    dataset = str(served.translator.description.get("dataset") or train_config.get("dataset"))
+    dataset_b = served.translator.description.get("dataset_b")
+    etag = _etag(served, "grid", False, f"{seed}-{n}-{scale}", b"")
+    headers = {"X-Model-Name": served.name, "X-Model-Version": str(served.version),
+               "X-Seed": str(seed), "ETag": etag,
+               "Cache-Control": "public, max-age=31536000, immutable"
+               if store_registry.is_pinned(version) else "no-cache"}  # fmt: skip
+    if _etag_matches(if_none_match, etag):
+        return TranslateAnswer(304, b"", None, headers)
+    pair = _pair(dataset, str(dataset_b) if dataset_b else "", str(settings.data_dir))
+    real_a, real_b = preview_inputs(pair, seed, n)
+    rows = translation_grid(served.translator.a2b, served.translator.b2a, real_a, real_b)
+    grid = make_grid(rows, nrow=n)
+    pixels = grid.shape[0] * grid.shape[1] * scale * scale
+    if pixels > settings.max_output_pixels:
+        raise PayloadTooLargeError(
+            f"scale: the grid would have {pixels} pixels, over the limit of "
+            f"{settings.max_output_pixels}", field="scale", limit=settings.max_output_pixels,
+        )  # fmt: skip
+    return TranslateAnswer(200, encode_png(upscale(grid, scale)), "image/png", headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,6 +24,7 @@ from ganserve.service.deps import (
     SettingsDep,
     require_key_for_sampling,
 )
+from ganserve.service.errors import TranslationModelError
 from ganserve.service.registry import versions as registry
 from ganserve.service.registry.schemas import (
     MAX_SEED,
@@ -37,6 +39,7 @@ from ganserve.service.registry.schemas import (
 from ganserve.service.sampling import answer as sampling
 from ganserve.service.sampling.caching import Rendered
 from ganserve.service.sampling.limits import MAX_STEPS, MIN_STEPS
+from ganserve.service.translation import translation_grid_png, translators_of
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -140,20 +143,33 @@ async def samples_png(name: ModelName, request: Request) -> Response:
     settings = context.settings
     await require_key_for_sampling(request, settings)
     query = _samples_query(request)
-    rendered = await sampling.samples_png(
-        context.generators,
-        context.batchers,
-        settings,
-        name,
-        seed=query.seed,
-        n=query.n,
-        nrow=query.nrow,
-        label=query.label,
-        truncation=query.truncation,
-        version=query.version,
-        scale=query.scale,
-        if_none_match=request.headers.get("if-none-match"),
-    )
+    try:
+        rendered = await sampling.samples_png(
+            context.generators,
+            context.batchers,
+            settings,
+            name,
+            seed=query.seed,
+            n=query.n,
+            nrow=query.nrow,
+            label=query.label,
+            truncation=query.truncation,
+            version=query.version,
+            scale=query.scale,
+            if_none_match=request.headers.get("if-none-match"),
+        )
+    except TranslationModelError:
+        if query.label is not None or query.truncation is not None:
+            raise  # noise options: 422
+        # a CycleGAN model: real inputs chosen by seed, their translations, reconstructions
+        answer = await anyio.to_thread.run_sync(
+            lambda: translation_grid_png(
+                translators_of(context), settings, name, version=query.version,
+                seed=query.seed, n=query.n, scale=query.scale,
+                if_none_match=request.headers.get("if-none-match"),
+            )
+        )  # fmt: skip
+        return Response(answer.body, answer.status, answer.headers, answer.media_type)
     return _response(rendered)
 
 

@@ -18,8 +18,8 @@ from ganserve.service.errors import PayloadTooLargeError
 from ganserve.service.translation import (
     IMAGE_TYPES,
     ZIP_TYPE,
-    TranslatorCache,
     answer_translate,
+    translators_of,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -85,14 +85,6 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _translators(context: AppContext) -> TranslatorCache:
-    cache: TranslatorCache | None = getattr(context, "translators", None)
-    if cache is None:
-        cache = TranslatorCache(context.store, context.settings.generator_cache_size)
-        context.translators = cache  # type: ignore[attr-defined]
-    return cache
-
-
 @router.post(
     "/{name}/translate",
     response_class=Response,
@@ -115,7 +107,7 @@ async def translate(
     body = await _bounded_body(request, context.settings.max_body_bytes)
     answer = await anyio.to_thread.run_sync(
         lambda: answer_translate(
-            _translators(context), context.settings, name, version=version,
+            translators_of(context), context.settings, name, version=version,
             direction=direction, keep_size=keep_size, content_type=content_type, body=body,
             if_none_match=if_none_match,
         )

@@ -29,7 +29,7 @@ from ganserve.gan.config import ModelSpec
 from ganserve.gan.errors import CheckpointError
 from ganserve.gan.models import Generator
 from ganserve.gan.translation.translate import TRANSLATOR_FORMAT
-from ganserve.service.errors import InvalidInputError
+from ganserve.service.errors import TranslationModelError
 from ganserve.service.registry import versions as registry
 from ganserve.store import Store
 from ganserve.store import registry as store_registry
@@ -158,7 +158,7 @@ class GeneratorCache:
             # Registered without the export's description: its generator.json is authoritative.
             description = self._read_description(path)
         if description.get("format") == TRANSLATOR_FORMAT:
-            raise InvalidInputError(
+            raise TranslationModelError(
                 f"model {name!r} v{version} is an image-to-image (CycleGAN) model: it takes no "
                 "noise, seed, label, truncation or interpolation; POST a picture to "
                 f"/v1/models/{name}/translate",
