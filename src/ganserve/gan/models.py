@@ -22,17 +22,29 @@ from ganserve.gan.config import ModelSpec
 LEAK = 0.2
 KERAS_BN_MOMENTUM = 0.2  # Keras momentum 0.8 == PyTorch momentum 0.2
 KERAS_BN_EPS = 1e-3  # Keras' BatchNormalization default epsilon
+LABEL_EMBED_SCALE = 0.1  # G's class embedding starts as N(0, 1) times this (LabelConcat)
 
 
 # ----------------------------------------------------------------------------- blocks
 
 
 class LabelConcat(nn.Module):
-    """(B, noise_dim) z and (B,) labels -> (B, 2 * noise_dim) input of a conditional G."""
+    """(B, noise_dim) z and (B,) labels -> (B, 2 * noise_dim) input of a conditional G.
+
+    The class embedding starts at a tenth of z's scale (issue 13): with nn.Embedding's
+    N(0, 1) rows the label is as loud as z from the first step, and the reference MLP G
+    dropped z altogether within a few hundred steps (per-pixel spread across seeds 1.5% of
+    the real class's after 400 steps, D winning with D(G(z)) = 0.004). Starting quiet, G
+    first learns digits from z, then the classes: at 1,000 steps on digits, classes
+    recognised 97-100% and within-class spread 0.44-0.89 of the real class's, FD 6.8
+    (N(0, 1) rows: 3 of 10 classes produced, FD 169).
+    """
 
     def __init__(self, num_classes: int, noise_dim: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(num_classes, noise_dim)
+        with torch.no_grad():
+            self.embed.weight.mul_(LABEL_EMBED_SCALE)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.cat([z, self.embed(labels)], dim=1)
