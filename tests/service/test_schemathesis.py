@@ -1,8 +1,8 @@
 """Schemathesis against the API's own OpenAPI schema, in-process: no generated request gets a
 5xx, and every response matches the document (schema, status code, content type).
 
-Run on SQLite without API keys and on PostgreSQL with keys (sent by every case), so both
-backends and both auth modes are covered with a bounded number of cases.
+Run on SQLite and PostgreSQL, each without and with API keys (sent by every case), with a
+bounded number of cases per setup.
 
 A few hundred cases in all: every operation with random inputs, then the model and job
 routes again with the path naming a real model (a tiny registered generator) or a real job,
@@ -65,9 +65,11 @@ CHECKS = [
     content_type_conformance,
 ]
 KEY = "schemathesis-key"
-# (backend, API keys on): SQLite without keys, PostgreSQL with them.
+# (backend, API keys on): each backend with and without keys.
 SETUPS = [
     pytest.param(("sqlite", False), id="sqlite-open"),
+    pytest.param(("sqlite", True), id="sqlite-keys"),
+    pytest.param(("postgres", False), id="postgres-open", marks=pytest.mark.postgres),
     pytest.param(("postgres", True), id="postgres-keys", marks=pytest.mark.postgres),
 ]
 
