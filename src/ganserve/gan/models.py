@@ -33,8 +33,8 @@ class LabelConcat(nn.Module):
 
     The class embedding starts at a tenth of z's scale (issue 13): with nn.Embedding's
     N(0, 1) rows the label is as loud as z from the first step, and the reference MLP G
-    dropped z altogether within a few hundred steps (per-pixel spread across seeds 1.5% of
-    the real class's after 400 steps, D winning with D(G(z)) = 0.004). Starting quiet, G
+    dropped z altogether within a few hundred steps (per-pixel std across seeds 0.015 after
+    400 steps, the unconditional G's 0.43; D winning with D(G(z)) = 0.004). Starting quiet, G
     first learns digits from z, then the classes: at 1,000 steps on digits, classes
     recognised 97-100% and within-class spread 0.44-1.04 of the real class's, FD 6.8
     (N(0, 1) rows: 3 of 10 classes produced, FD 169).
