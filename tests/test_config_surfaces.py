@@ -76,7 +76,11 @@ def schema_of(document: dict[str, Any], api_name: str) -> tuple[dict[str, Any], 
     for part in rest:
         parent = resolve(document, prop)
         if part.isdigit():
-            prop, default = parent["prefixItems"][int(part)], default[int(part)]
+            # The document writes tuples as arrays whose items are the union of the members
+            # (service/openapi.py: no prefixItems), one member per distinct schema.
+            items = parent["items"]
+            members = items.get("anyOf", [items])
+            prop, default = members[min(int(part), len(members) - 1)], default[int(part)]
         else:
             prop = parent["properties"][part]
             default = prop.get("default")

@@ -538,7 +538,7 @@ def test_openapi_documents_every_job_dataset_and_ops_route(client: TestClient) -
         assert path in paths, path
         assert methods <= set(paths[path]), (path, set(paths[path]))
     spec = document["components"]["schemas"]["TrainSpec"]
-    assert spec["properties"]["architecture"]["enum"] == ["mlp", "dcgan"]
+    assert spec["properties"]["architecture"]["enum"] == ["mlp", "dcgan", "cyclegan"]
     assert spec["properties"]["steps"]["description"]
     assert spec.get("additionalProperties") is False
     assert (
