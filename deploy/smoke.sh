@@ -19,9 +19,9 @@
 # 5. builds the image cold (no layer cache), then again after a source-only change, and shows
 #    the sizes, `docker history` and that only one small layer changed;
 # 6. brings the stack up and checks it (deploy/smoke/smoke.py stack): migrate exits 0, the API
-#    is healthy, host networking and per-container secrets, a digits job on a CPU worker,
-#    `docker stop` of that worker mid-job and a second worker finishing the job from its
-#    checkpoint with one model version, samples.png;
+#    is healthy, host networking and per-container secrets, two CPU workers with node names
+#    of their own, a digits job, `docker stop` of the worker running it mid-job and the other
+#    worker finishing the job from its checkpoint with one model version, samples.png;
 # 7. `docker compose down -v`, and checks that nothing of the project is left.
 #
 # Exit status: 0 passed; 1 a step failed (it says which, with the logs); 77 skipped, where no
@@ -34,7 +34,7 @@
 # samples.png; /tmp/ganserve-smoke), GANSERVE_SMOKE_DOCKER_ROOT (/var/lib/ganserve-smoke/docker),
 # DOCKER_HOST (use that daemon instead of starting one), SMOKE_POSTGRES_PORT (55432),
 # SMOKE_REDIS_PORT (56379), SMOKE_API_PORT (58000), SMOKE_INDEX_PORT (58080), SMOKE_JOB_STEPS
-# (600), GANSERVE_SMOKE_REUSE_IMAGE=1 (run the stack on the image an earlier run left, without
+# (1000), GANSERVE_SMOKE_REUSE_IMAGE=1 (run the stack on the image an earlier run left, without
 # building: no build timings then; for working on the stack checks).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -443,12 +443,12 @@ COMPOSE=("${COMPOSE_BIN[@]}" -p "$PROJECT" --env-file "$OUT/smoke.env"
     -f docker-compose.yml -f deploy/compose.smoke.yml)
 "${COMPOSE[@]}" down -v --remove-orphans > /dev/null 2>&1 || true  # a crashed run's leftovers
 STACK=up
-"${COMPOSE[@]}" up -d --no-build --scale worker=1 2>&1 | grep -v -E '^\s*$' | tail -12
+"${COMPOSE[@]}" up -d --no-build --scale worker=2 2>&1 | grep -v -E '^\s*$' | tail -12
 "${COMPOSE[@]}" ps -a --format 'table {{.Service}}\t{{.Status}}'
 done_step
 
 step "stack checks"
-SMOKE_COMPOSE="${COMPOSE[*]}" SMOKE_PROJECT=$PROJECT SMOKE_OUT=$OUT \
+SMOKE_PROJECT=$PROJECT SMOKE_OUT=$OUT \
     python3 deploy/smoke/smoke.py stack | tee "$OUT/stack.log"
 PASSED=$((PASSED + $(grep -c '^ok ' "$OUT/stack.log")))
 done_step
