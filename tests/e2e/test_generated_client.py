@@ -27,6 +27,7 @@ from tests.e2e.conftest import Stack
 # Media types the generator reads as raw bytes (it knows application/octet-stream only).
 CONFIG = "content_type_overrides:\n  application/zip: application/octet-stream\n"
 CONFIG += "  image/png: application/octet-stream\n"
+CONFIG += "  image/jpeg: application/octet-stream\n"
 PACKAGE = "ganserve_generated_client"
 
 

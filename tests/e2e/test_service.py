@@ -215,6 +215,13 @@ def test_command_line_client_follows_a_job_and_samples(stack: Stack, tmp_path: P
         app, ["models", "sample", "from-cli", "-n", "16", "-o", str(grid), "--url", stack.url]
     )
     assert sampled.exit_code == 0, sampled.output
+    # a 4x4 grid of 8 px digits is 37 px; the CLI's default scale makes it readable (>= 256 px)
+    assert _png(grid.read_bytes()).size == (7 * 37, 7 * 37)
+    small = runner.invoke(
+        app, ["models", "sample", "from-cli", "-n", "16", "--scale", "1", "-o", str(grid),
+              "--url", stack.url],
+    )  # fmt: skip
+    assert small.exit_code == 0, small.output
     assert _png(grid.read_bytes()).size == (4 * 9 + 1, 4 * 9 + 1)
 
     listed = runner.invoke(app, ["jobs", "list", "--url", stack.url, "--status", "succeeded"])

@@ -76,5 +76,7 @@ def test_train_a_cyclegan_and_translate_both_ways(stack: Stack) -> None:
             "/v1/models/z2h/translate", content=b"<html>", headers={"Content-Type": "image/png"}
         )
         assert refused.status_code == 422 and refused.json()["field"] == "image"
-        noise = client.get("/v1/models/z2h/samples.png")
-        assert noise.status_code == 422
+        grid = client.get("/v1/models/z2h/samples.png", params={"seed": 3})
+        assert grid.status_code == 200 and grid.content.startswith(b"\x89PNG")
+        noise = client.get("/v1/models/z2h/samples.png", params={"truncation": 0.5})
+        assert noise.status_code == 422 and noise.json()["field"] == "truncation"

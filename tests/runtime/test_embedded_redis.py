@@ -164,3 +164,13 @@ def test_url_needs_a_port(tmp_path: Path) -> None:
         _ = EmbeddedRedis(tmp_path).url
     with pytest.raises(ValueError, match="port"):
         EmbeddedRedis(tmp_path, port=70000)
+
+
+def test_the_password_never_reaches_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="ganserve")
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        assert client_for(server).ping()
+    assert f"ready on 127.0.0.1:{server.port}" in caplog.text
+    assert server.password not in caplog.text

@@ -56,6 +56,20 @@ def test_register_numbers_versions_per_name(session: Session) -> None:
     assert v1.created_at.tzinfo is not None and v1.deleted_at is None
 
 
+def test_metrics_that_could_not_be_computed_are_left_out(session: Session) -> None:
+    # PostgreSQL's JSON refuses NaN: a class with too few samples must not fail registration
+    version = registry.register_version(
+        session, "digits", job_id(session), step=10, artifact_path=None,
+        description=DESCRIPTION, metrics={"fd": 3.0, "class_fd.0": float("nan"),
+                                          "kid": float("inf"), "coverage": 10.0},
+    )  # fmt: skip
+    session.commit()
+    assert registry.get_version(session, "digits", version.version).metrics == {
+        "fd": 3.0,
+        "coverage": 10.0,
+    }
+
+
 def test_register_twice_for_one_job_yields_one_version(session: Session) -> None:
     job = job_id(session)
     first = register(session, job=job, step=100)

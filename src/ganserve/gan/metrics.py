@@ -383,7 +383,7 @@ class QualityReport:
         Per class: "class_fd.K", "class_div.K", "class_recall.K" and (conditional)
         "class_acc.K" for class index K; "class_div_min", "class_recall_min" and
         "class_acc_min" are the worst class's. NaN values (a class with fewer than
-        MIN_CLASS_SAMPLES samples) are kept here; the store drops non-finite points.
+        MIN_CLASS_SAMPLES samples) are left out.
         """
         values = {
             "fd": self.frechet_distance,
@@ -399,7 +399,7 @@ class QualityReport:
         for quality in self.per_class:
             for prefix, attribute in CLASS_METRICS.items():
                 value = getattr(quality, attribute)
-                if value is not None:
+                if _finite(value):  # NaN: too few samples of the class to say
                     values[f"{prefix}.{quality.label}"] = float(value)
         for prefix, attribute in (("class_div", "diversity"), ("class_recall", "recall"),
                                   ("class_acc", "accuracy")):  # fmt: skip

@@ -182,7 +182,8 @@ class EmbeddedRedis:
                 raise
             self._process = process
             self._port = port
-            logger.info("embedded Redis (pid %d) ready at %s", process.pid, self.url)
+            # Never the password in a log line: logs travel further than the environment.
+            logger.info("embedded Redis (pid %d) ready on %s:%d", process.pid, HOST, port)
             return self
         raise AssertionError("unreachable")  # the loop returns or raises
 

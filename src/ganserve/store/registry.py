@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -119,6 +120,16 @@ def default_artifact_path(name: str, version: int) -> str:
     return f"models/{name}/v{version}"
 
 
+def _finite_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """PostgreSQL's JSON refuses NaN and infinity: such values (a metric that could not be
+    computed, e.g. a class with too few samples) are left out."""
+    return {
+        key: value
+        for key, value in values.items()
+        if not (isinstance(value, float) and not math.isfinite(value))
+    }
+
+
 def register_version(
     session: Session,
     name: str,
@@ -155,7 +166,7 @@ def register_version(
         literal(step, Integer()),
         literal(artifact_path or "", Text()),
         literal(dict(description), JSONType),
-        literal(dict(metrics or {}), JSONType),
+        literal(_finite_values(metrics or {}), JSONType),
         literal(now, UTCDateTime()),
     )
     if job_id is not None:

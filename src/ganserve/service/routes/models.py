@@ -158,9 +158,10 @@ async def samples_png(name: ModelName, request: Request) -> Response:
             scale=query.scale,
             if_none_match=request.headers.get("if-none-match"),
         )
-    except TranslationModelError:
-        if query.label is not None or query.truncation is not None:
-            raise  # noise options: 422
+    except TranslationModelError as error:
+        sent = [o for o in ("label", "truncation") if getattr(query, o) is not None]
+        if sent:  # noise options: 422 naming the option sent
+            raise TranslationModelError(error.detail, field=sent[0]) from None
         # a CycleGAN model: real inputs chosen by seed, their translations, reconstructions
         answer = await anyio.to_thread.run_sync(
             lambda: translation_grid_png(

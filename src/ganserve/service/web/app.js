@@ -1428,8 +1428,16 @@ function specFields(openapi) {
         visit(schema.properties, path);
         continue;
       }
-      if (schema.type === "array" && schema.prefixItems) {
-        schema.prefixItems.forEach((item, i) => {
+      // A fixed-length tuple (betas): the document writes its members as `items.anyOf`, one
+      // per distinct member schema (service/openapi.py), or as `prefixItems`.
+      const members =
+        schema.type === "array"
+          ? schema.prefixItems ||
+            (schema.items && schema.minItems === schema.maxItems ? schema.items.anyOf || [schema.items] : null)
+          : null;
+      if (members) {
+        const length = schema.prefixItems ? members.length : schema.maxItems;
+        Array.from({ length }, (_, i) => members[Math.min(i, members.length - 1)]).forEach((item, i) => {
           fields.push({
             path: `${path}.${i}`,
             type: item.type,
