@@ -106,6 +106,20 @@ def _validate_device(field_name: str, value: object) -> None:
     )
 
 
+def spec_to_dict(spec: Any) -> dict[str, Any]:
+    """A model description dataclass (with a `class_names` tuple) as JSON-ready values."""
+    data = dataclasses.asdict(spec)
+    data["class_names"] = list(spec.class_names)
+    return data
+
+
+def spec_from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
+    """The inverse of `spec_to_dict`; ConfigError naming an unknown field."""
+    data = dict(data)
+    data["class_names"] = tuple(data.get("class_names", ()))
+    return _from_dict(cls, data)
+
+
 def _from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -466,13 +480,9 @@ class ModelSpec:
         return (self.channels, self.image_size, self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["class_names"] = list(self.class_names)
-        return data
+        return spec_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        data = dict(data)
-        data["class_names"] = tuple(data.get("class_names", ()))
-        result: ModelSpec = _from_dict(cls, data)
+        result: ModelSpec = spec_from_dict(cls, data)
         return result

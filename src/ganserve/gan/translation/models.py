@@ -20,13 +20,13 @@ to the paper's 70 px.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from ganserve.gan.config import spec_from_dict, spec_to_dict
 from ganserve.gan.errors import ConfigError
 
 LEAK = 0.2
@@ -100,19 +100,12 @@ class TranslatorSpec:
         return (self.channels, self.image_size, self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["class_names"] = list(self.class_names)
-        return data
+        return spec_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TranslatorSpec:
-        data = dict(data)
-        data["class_names"] = tuple(data.get("class_names", ()))
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown field; valid fields are: {sorted(names)}")
-        return cls(**data)
+        result: TranslatorSpec = spec_from_dict(cls, data)
+        return result
 
 
 # ----------------------------------------------------------------------------- blocks

@@ -110,16 +110,22 @@ def delete_alias(session: Session, name: str, alias: str) -> None:
 
 def version_out(row: ModelVersion, aliases: dict[str, int]) -> VersionOut:
     description = row.description or {}
+    common: dict[str, Any] = {
+        "name": row.name,
+        "version": row.version,
+        "job_id": row.job_id,
+        "step": row.step,
+        "created_at": row.created_at,
+        "aliases": sorted(a for a, v in aliases.items() if v == row.version),
+        "dataset": description.get("dataset"),
+        "sha256": description.get("sha256"),
+        "metrics": dict(row.metrics or {}),
+    }
     if description.get("format") == TRANSLATOR_FORMAT:
-        return _translator_out(row, aliases, description)
+        return VersionOut(**common, **_translator_fields(description))
     spec = _spec_of(description)
     return VersionOut(
-        name=row.name,
-        version=row.version,
-        job_id=row.job_id,
-        step=row.step,
-        created_at=row.created_at,
-        aliases=sorted(a for a, v in aliases.items() if v == row.version),
+        **common,
         kind="noise",
         domains=None,
         architecture=spec.architecture if spec else None,
@@ -127,36 +133,22 @@ def version_out(row: ModelVersion, aliases: dict[str, int]) -> VersionOut:
         conditional=spec.conditional if spec else None,
         classes=class_names(spec) if spec else [],
         noise=NoiseOut(dim=spec.noise_dim, distribution=spec.noise_distribution) if spec else None,
-        dataset=description.get("dataset"),
-        sha256=description.get("sha256"),
-        metrics=dict(row.metrics or {}),
     )
 
 
-def _translator_out(
-    row: ModelVersion, aliases: dict[str, int], description: dict[str, Any]
-) -> VersionOut:
-    """A CycleGAN version: image-to-image, no noise; its domains and shared classes."""
+def _translator_fields(description: dict[str, Any]) -> dict[str, Any]:
+    """A CycleGAN version: image-to-image, no noise; its two domains."""
     spec = description.get("spec") or {}
     channels, size = spec.get("channels"), spec.get("image_size")
-    return VersionOut(
-        name=row.name,
-        version=row.version,
-        job_id=row.job_id,
-        step=row.step,
-        created_at=row.created_at,
-        aliases=sorted(a for a, v in aliases.items() if v == row.version),
-        kind="translation",
-        domains=[str(spec.get("domain_a", "a")), str(spec.get("domain_b", "b"))],
-        architecture="cyclegan",
-        image_shape=[channels, size, size] if channels and size else None,
-        conditional=False,
-        classes=[],
-        noise=None,
-        dataset=description.get("dataset"),
-        sha256=description.get("sha256"),
-        metrics=dict(row.metrics or {}),
-    )
+    return {
+        "kind": "translation",
+        "domains": [str(spec.get("domain_a", "a")), str(spec.get("domain_b", "b"))],
+        "architecture": "cyclegan",
+        "image_shape": [channels, size, size] if channels and size else None,
+        "conditional": False,
+        "classes": [],
+        "noise": None,
+    }
 
 
 def class_names(spec: ModelSpec) -> list[str]:
