@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ganserve.gan.bundle import module_tensors, read_bundle, write_bundle
-from ganserve.gan.config import ModelSpec, TrainConfig
+from ganserve.gan.config import RESUMABLE_CHANGES, ModelSpec, TrainConfig
 from ganserve.gan.errors import CheckpointError, ConfigError
 from ganserve.gan.files import write_atomic
 from ganserve.gan.models import Generator
@@ -98,14 +98,30 @@ def save_checkpoint(state: TrainState, folder: Path, keep: int | None = None) ->
         "opt_d": state.opt_d.state_dict(),
         "rng": {"noise": state.noise_rng.get_state()},
     }
+    keep = state.config.keep_checkpoints if keep is None else keep
+    return write_checkpoint(payload, folder, state.step, keep)
+
+
+def write_checkpoint(payload: dict[str, Any], folder: Path, step: int, keep: int) -> Path:
+    """`payload` saved atomically as the checkpoint of `step`; only the newest `keep` stay."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    path = checkpoint_path(folder, state.step)
+    path = checkpoint_path(folder, step)
     write_atomic(path, buffer.getvalue())
-    keep = state.config.keep_checkpoints if keep is None else keep
     for _, old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def check_resumable(folder: Path, before: TrainConfig, now: TrainConfig, same_model: bool) -> None:
+    """CheckpointError unless a run checkpointed with `before` may go on with `now`."""
+    old, new = before.to_dict(), now.to_dict()
+    changed = sorted(k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES)
+    if changed or not same_model:
+        raise CheckpointError(
+            f"{folder} holds a run with a different config ({', '.join(changed) or 'spec'}); "
+            "use a new output folder"
+        )
 
 
 def _upgrade(payload: dict[str, Any]) -> dict[str, Any]:

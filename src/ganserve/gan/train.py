@@ -27,11 +27,16 @@ from pathlib import Path
 
 import torch
 
-from ganserve.gan.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from ganserve.gan.checkpoint import (
+    check_resumable,
+    list_checkpoints,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 from ganserve.gan.compat import DatasetInfo, check_compatible
-from ganserve.gan.config import RESUMABLE_CHANGES, ModelSpec, TrainConfig
+from ganserve.gan.config import ModelSpec, TrainConfig
 from ganserve.gan.data import ImageDataset
-from ganserve.gan.errors import CheckpointError, DivergenceError
+from ganserve.gan.errors import DivergenceError
 from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty
 from ganserve.gan.sample import draw_noise, generate, make_noise
 from ganserve.gan.state import (
@@ -85,13 +90,7 @@ def _resume_or_build(
     state = load_latest_checkpoint(checkpoints, device)
     if state is None:
         return build_state(config, spec, device)
-    before, now = state.config.to_dict(), config.to_dict()
-    changed = sorted(k for k in now if before[k] != now[k] and k not in RESUMABLE_CHANGES)
-    if changed or state.spec != spec:
-        raise CheckpointError(
-            f"{checkpoints} holds a run with a different config ({', '.join(changed) or 'spec'}); "
-            "use a new output folder"
-        )
+    check_resumable(checkpoints, state.config, config, same_model=state.spec == spec)
     state.config = config
     log.info("resuming from step %d", state.step)
     return state

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import logging
 import math
 import time
@@ -36,10 +35,14 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ganserve.gan.checkpoint import _refuse_unsafe_torch_load, checkpoint_path, list_checkpoints
+from ganserve.gan.checkpoint import (
+    _refuse_unsafe_torch_load,
+    check_resumable,
+    list_checkpoints,
+    write_checkpoint,
+)
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.errors import CheckpointError, ConfigError, DivergenceError
-from ganserve.gan.files import write_atomic
 from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty
 from ganserve.gan.state import (
     DATA_STREAM,
@@ -50,7 +53,7 @@ from ganserve.gan.state import (
     resolve_device,
     stream_seed,
 )
-from ganserve.gan.train import RESUMABLE_CHANGES, Callbacks, Progress
+from ganserve.gan.train import Callbacks, Progress
 from ganserve.gan.translation.models import (
     PatchDiscriminator,
     ResnetGenerator,
@@ -279,13 +282,7 @@ def save_cycle_checkpoint(state: CycleState, folder: Path) -> Path:
         "pool_b": state.pool_b.state_dict(),
         "rng": {"noise": state.noise_rng.get_state()},
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    path = checkpoint_path(folder, state.step)
-    write_atomic(path, buffer.getvalue())
-    for _, old in list_checkpoints(folder)[: -state.config.keep_checkpoints]:
-        old.unlink(missing_ok=True)
-    return path
+    return write_checkpoint(payload, folder, state.step, state.config.keep_checkpoints)
 
 
 def load_cycle_checkpoint(path: Path, device: torch.device | str = "cpu") -> CycleState:
@@ -345,13 +342,8 @@ def _resume_or_build(
     state = load_latest_cycle_checkpoint(checkpoints, device)
     if state is None:
         return build_cycle_state(config, options, spec, device)
-    before, now = state.config.to_dict(), config.to_dict()
-    changed = sorted(k for k in now if before[k] != now[k] and k not in RESUMABLE_CHANGES)
-    if changed or state.spec != spec or state.options != options:
-        raise CheckpointError(
-            f"{checkpoints} holds a run with a different config ({', '.join(changed) or 'spec'}); "
-            "use a new output folder"
-        )
+    same_model = state.spec == spec and state.options == options
+    check_resumable(checkpoints, state.config, config, same_model=same_model)
     state.config = config
     log.info("resuming from step %d", state.step)
     return state
