@@ -28,6 +28,8 @@ from tests.e2e.conftest import Stack
 CONFIG = "content_type_overrides:\n  application/zip: application/octet-stream\n"
 CONFIG += "  image/png: application/octet-stream\n"
 CONFIG += "  image/jpeg: application/octet-stream\n"
+# No formatting hooks: they need ruff on PATH, which a test run from a venv need not have.
+CONFIG += "post_hooks: []\n"
 PACKAGE = "ganserve_generated_client"
 
 
