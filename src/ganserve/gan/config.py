@@ -68,21 +68,21 @@ MAX_N_CRITIC = 20
 MAX_KEEP_CHECKPOINTS = 100
 
 
-def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
+def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(
             field_name, f"invalid value {value!r}; valid choices are: {', '.join(choices)}"
         )
 
 
-def _int_range(field_name: str, value: object, low: int, high: int) -> None:
+def check_int_range(field_name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(field_name, f"must be an integer, got {value!r}")
     if not low <= value <= high:
         raise ConfigError(field_name, f"must be between {low} and {high}, got {value}")
 
 
-def _float_range(
+def check_float_range(
     field_name: str, value: object, low: float, high: float, *, low_open: bool = False
 ) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -179,12 +179,12 @@ class ConfigField:
                 raise ConfigError(self.name, f"must be true or false, got {value!r}")
         elif self.type is int:
             assert self.low is not None and self.high is not None, self.name
-            _int_range(self.name, value, int(self.low), int(self.high))
+            check_int_range(self.name, value, int(self.low), int(self.high))
         elif self.type is float:
             assert self.low is not None and self.high is not None, self.name
-            _float_range(self.name, value, self.low, self.high, low_open=self.low_open)
+            check_float_range(self.name, value, self.low, self.high, low_open=self.low_open)
         elif self.choices:
-            _choice(self.name, value, self.choices)
+            check_choice(self.name, value, self.choices)
         else:
             _non_empty(self.name, value)
 
@@ -452,18 +452,18 @@ class ModelSpec:
     class_names: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        _choice("architecture", self.architecture, ARCHITECTURES)
-        _int_range("channels", self.channels, 1, 4)
-        _int_range("noise_dim", self.noise_dim, 1, MAX_NOISE_DIM)
-        _choice("noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
-        _int_range("num_classes", self.num_classes, 0, 10_000)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_int_range("channels", self.channels, 1, 4)
+        check_int_range("noise_dim", self.noise_dim, 1, MAX_NOISE_DIM)
+        check_choice("noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
+        check_int_range("num_classes", self.num_classes, 0, 10_000)
         if self.architecture == "dcgan" and self.image_size not in DCGAN_IMAGE_SIZES:
             raise ConfigError(
                 "image_size",
                 f"dcgan supports square images of {', '.join(map(str, DCGAN_IMAGE_SIZES))} px, "
                 f"got {self.image_size}; use architecture 'mlp' or resize the dataset",
             )
-        _int_range("image_size", self.image_size, 2, 1024)
+        check_int_range("image_size", self.image_size, 2, 1024)
         if self.channels * self.image_size**2 > MLP_MAX_PIXELS and self.architecture == "mlp":
             raise ConfigError(
                 "image_size", f"mlp supports at most {MLP_MAX_PIXELS} values per image"

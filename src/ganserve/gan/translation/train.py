@@ -41,7 +41,13 @@ from ganserve.gan.checkpoint import (
     list_checkpoints,
     write_checkpoint,
 )
-from ganserve.gan.config import TrainConfig
+from ganserve.gan.config import (
+    LR_DECAYS,
+    TrainConfig,
+    check_choice,
+    check_float_range,
+    check_int_range,
+)
 from ganserve.gan.errors import CheckpointError, ConfigError, DivergenceError
 from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty
 from ganserve.gan.state import (
@@ -67,7 +73,6 @@ log = logging.getLogger(__name__)
 
 CYCLE_CHECKPOINT_FORMAT = "ganserve-cyclegan-checkpoint"
 CYCLE_CHECKPOINT_VERSION = 1
-LR_DECAYS = ("none", "linear")
 PREVIEW_COLUMNS = 8  # the preview grid: 6 rows of 8 (see preview_images)
 B_DATA_STREAM = DATA_STREAM + 100  # domain B's batch order, independent of A's
 MAX_POOL_SIZE = 1000
@@ -92,33 +97,15 @@ class CycleOptions:
     d_width: int = 0  # channels of D's first convolution; 0 = by image size
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(
-                "loss", f"invalid value {self.loss!r}; valid choices are: {', '.join(LOSSES)}"
-            )
-        for name, value, high in (
-            ("lambda_cycle", self.lambda_cycle, 1000.0),
-            ("lambda_identity", self.lambda_identity, 10.0),
-            ("lr_decay_start", self.lr_decay_start, 1.0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(name, f"must be a number, got {value!r}")
-            if not (math.isfinite(value) and 0.0 <= value <= high):
-                raise ConfigError(name, f"must be in [0, {high}], got {value}")
-        if self.lr_decay not in LR_DECAYS:
-            raise ConfigError(
-                "lr_decay", f"invalid value {self.lr_decay!r}; valid choices are: none, linear"
-            )
-        for name, value, low, high in (
-            ("pool_size", self.pool_size, 0, MAX_POOL_SIZE),
-            ("width", self.width, 0, 256),
-            ("blocks", self.blocks, 0, 12),
-            ("d_width", self.d_width, 0, 256),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(
-                    name, f"must be an integer between {low} and {high}, got {value!r}"
-                )
+        check_choice("loss", self.loss, tuple(LOSSES))
+        check_float_range("lambda_cycle", self.lambda_cycle, 0.0, 1000.0)
+        check_float_range("lambda_identity", self.lambda_identity, 0.0, 10.0)
+        check_float_range("lr_decay_start", self.lr_decay_start, 0.0, 1.0)
+        check_choice("lr_decay", self.lr_decay, LR_DECAYS)
+        check_int_range("pool_size", self.pool_size, 0, MAX_POOL_SIZE)
+        check_int_range("width", self.width, 0, 256)
+        check_int_range("blocks", self.blocks, 0, 12)
+        check_int_range("d_width", self.d_width, 0, 256)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
