@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ganserve.gan.checkpoint import export_generator
+from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, export_generator
 from ganserve.gan.classifier import ProgressFn, classifier_for
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import ImageDataset
@@ -46,6 +46,16 @@ class Evaluation:
     is_best: bool  # the best Fréchet distance so far (exported to best/)
 
 
+@dataclass(frozen=True)
+class RollbackTarget:
+    """What `on_alarm: rollback` registers instead of the alarmed model."""
+
+    folder: Path  # the exported model (best/ in the run dir)
+    description: dict[str, Any]  # its JSON description; "step" is the step it comes from
+    metrics: dict[str, float]  # the metrics of the evaluation that chose it
+    summary: str  # why this one, for the job's warning ("Fréchet distance 12.3")
+
+
 @dataclass
 class QualityTracker:
     evaluator: Evaluator
@@ -67,6 +77,18 @@ class QualityTracker:
         except (OSError, ValueError):
             return {}
         return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def rollback_target(self) -> RollbackTarget | None:
+        """The generator in best/ with its metrics; None before one was exported."""
+        if not (self.best_dir / EXPORT_DESCRIPTION).is_file():
+            return None
+        description = json.loads((self.best_dir / EXPORT_DESCRIPTION).read_text())
+        best = self.monitor.best
+        metrics = self.best_metrics()
+        if best and "fd" not in metrics:
+            metrics = {"fd": best.frechet_distance}
+        summary = f"Fréchet distance {best.frechet_distance:.4g}" if best else ""
+        return RollbackTarget(self.best_dir, description, metrics, summary)
 
     def evaluate(self, state: TrainState) -> Evaluation:
         report: QualityReport = self.evaluator.evaluate(state.generator_ema, state.spec)

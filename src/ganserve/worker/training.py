@@ -24,7 +24,6 @@ logged, never fatal to the job. The terminal `status` event is the job's last ev
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import threading
@@ -37,7 +36,7 @@ from typing import Any, Literal
 import redis
 import torch
 
-from ganserve.gan.checkpoint import EXPORT_DESCRIPTION, export_generator
+from ganserve.gan.checkpoint import export_generator
 from ganserve.gan.classifier import classifier_for
 from ganserve.gan.config import TrainConfig
 from ganserve.gan.data import load_dataset
@@ -47,15 +46,15 @@ from ganserve.gan.sample import encode_png, make_grid
 from ganserve.gan.state import TrainState, resolve_device
 from ganserve.gan.train import Callbacks, Progress, train
 from ganserve.gan.translation.pairs import DomainPair, load_pair
-from ganserve.gan.translation.quality import TranslationEvaluator, TranslationMonitor
+from ganserve.gan.translation.quality import TranslationEvaluator
 from ganserve.gan.translation.train import CycleOptions, CycleState, train_cyclegan
-from ganserve.gan.translation.translate import export_translator
 from ganserve.store import Session, jobs, metrics, registry
 from ganserve.store.errors import RecordNotFoundError, StaleAttemptError
 from ganserve.worker import telemetry
 from ganserve.worker.errors import JobLost
 from ganserve.worker.quality import Evaluation, QualityTracker, build_tracker
 from ganserve.worker.resources import WorkerResources
+from ganserve.worker.translation_quality import TranslationTracker, export_translation
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,8 @@ class _JobRun:
         self.stop_requested = stop_requested
         self.log = _JobLog(log, {"job_id": job_id, "attempt": attempt, "worker": worker_name})
         self.cancel_requested = False
-        self.quality: QualityTracker | None = None
+        self.quality: QualityTracker | None = None  # noise GANs
+        self.translation: TranslationTracker | None = None  # translation models
         self.last_evaluation: Evaluation | None = None
         self.steps_counted = 0  # for the worker's steps counter (a resumed job starts later)
         never = -math.inf
@@ -251,7 +251,8 @@ class _JobRun:
         """A CycleGAN job (gan.translation): two domains in, a translator registered."""
         with self._keep_lease():  # two datasets, and a first classifier per domain
             pair = load_pair(config.dataset, config.dataset_b, self.settings.data_dir)
-            evaluate = self._translation_evaluator(config, pair, device)
+            self.translation = self._translation_tracker(config, pair, run_dir, device)
+        evaluate = self._on_evaluate_translation if self.translation else None
         result = train_cyclegan(
             config,
             CycleOptions.from_config(config),
@@ -262,7 +263,8 @@ class _JobRun:
                 abort=self._should_abort,
                 checkpoint=self._on_checkpoint,
                 preview=self._on_preview,  # rows: A, G(A), F(G(A)), B, F(B), G(F(B))
-                evaluate=evaluate,  # type: ignore[arg-type]  # receives the CycleState
+                # receives the CycleState, not a TrainState
+                evaluate=evaluate,  # type: ignore[arg-type]
             ),
             device=device,
         )
@@ -271,20 +273,17 @@ class _JobRun:
         if result.aborted:
             self.log.info("cancelled at step %d", result.state.step)
             return self._finish("cancelled")
-        state, export_dir = result.state, run_dir / EXPORT_DIR_NAME
+        export_dir = run_dir / EXPORT_DIR_NAME
         with self._keep_lease():
-            description = export_translator(state.g_ab_ema, state.g_ba_ema, export_dir, {
-                "dataset": config.dataset, "dataset_b": pair.b.name, "step": state.step,
-                "train_config": config.to_dict(),
-            })  # fmt: skip
+            description = export_translation(result.state, pair, export_dir)
         final = self.last_evaluation.metrics if self.last_evaluation else {}
         return self._complete(name, export_dir, description, final)
 
-    def _translation_evaluator(
-        self, config: TrainConfig, pair: DomainPair, device: torch.device
-    ) -> Callable[[CycleState], None] | None:
-        """Translation quality on schedule (gan.translation.quality), when both domains carry
-        the same labels (the built-in pair does); None otherwise."""
+    def _translation_tracker(
+        self, config: TrainConfig, pair: DomainPair, run_dir: Path, device: torch.device
+    ) -> TranslationTracker | None:
+        """Translation quality on schedule (worker.translation_quality), when both domains
+        carry the same labels (the built-in pair does); None otherwise."""
         if not pair.class_names:
             self.log.info("no translation quality: the two domains do not share class labels")
             return None
@@ -294,18 +293,7 @@ class _JobRun:
             pair, *classifiers, samples=min(config.eval_samples, 500), seed=config.seed,
             device=device,
         )  # fmt: skip
-        monitor = TranslationMonitor()
-
-        def evaluate(state: CycleState) -> None:
-            with self._keep_lease():
-                report = evaluator.evaluate(state.g_ab_ema, state.g_ba_ema)
-            warnings = monitor.observe(state.step, report)
-            evaluation = Evaluation(
-                state.step, report.as_metrics(), report.provenance(), warnings, is_best=False
-            )
-            self._record_evaluation(evaluation, state.config)
-
-        return evaluate
+        return TranslationTracker(evaluator, pair, run_dir)
 
     def _device(self, config: TrainConfig) -> torch.device | None:
         """The operator's worker device for specs that say "auto"; None = the spec's own."""
@@ -378,22 +366,26 @@ class _JobRun:
         return model_version
 
     def _rollback(self, name: str, alarm: QualityAlarm) -> Outcome:
-        """on_alarm=rollback: stop and register the best evaluated generator instead."""
-        best_dir = self.quality.best_dir if self.quality else None
-        if best_dir is None or not (best_dir / EXPORT_DESCRIPTION).is_file():
-            return self._finish(
-                "failed", error=_truncate(f"{alarm}; no evaluated model to roll back to")
+        """on_alarm=rollback: stop and register the best evaluated model instead.
+
+        Noise GANs: the generator of the lowest Fréchet distance so far. Translation models:
+        that of the lowest `fd` among the evaluations that raised no alarm. None yet: the
+        job fails, saying there was nothing to roll back to.
+        """
+        tracker = self.quality if self.quality is not None else self.translation
+        target = tracker.rollback_target() if tracker is not None else None
+        if target is None:
+            nothing = (
+                "no evaluation without alarms yet" if self.translation else "no evaluated model"
             )
-        description = json.loads((best_dir / EXPORT_DESCRIPTION).read_text())
-        best = self.quality.monitor.best if self.quality else None
-        message = f"{alarm}; rolled back to step {description['step']}" + (
-            f" (Fréchet distance {best.frechet_distance:.4g})" if best else ""
+            return self._finish("failed", error=_truncate(f"{alarm}; {nothing} to roll back to"))
+        message = f"{alarm}; rolled back to step {target.description['step']}" + (
+            f" ({target.summary})" if target.summary else ""
         )
         self.log.warning("%s", message)
-        final = self.quality.best_metrics() if self.quality else {}
-        if best and "fd" not in final:
-            final = {"fd": best.frechet_distance}
-        return self._complete(name, best_dir, description, final, warning=message)
+        return self._complete(
+            name, target.folder, target.description, target.metrics, warning=message
+        )
 
     def _release(self, step: int) -> Outcome:
         """Hand the job back after the engine's shutdown checkpoint at `step`."""
@@ -477,6 +469,12 @@ class _JobRun:
         assert self.quality is not None
         with self._keep_lease():
             evaluation = self.quality.evaluate(state)
+        self._record_evaluation(evaluation, state.config)
+
+    def _on_evaluate_translation(self, state: CycleState) -> None:
+        assert self.translation is not None
+        with self._keep_lease():
+            evaluation = self.translation.evaluate(state)
         self._record_evaluation(evaluation, state.config)
 
     def _record_evaluation(self, evaluation: Evaluation, config: TrainConfig) -> None:
