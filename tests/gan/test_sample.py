@@ -56,9 +56,9 @@ def test_uniform_noise_range_and_normal_statistics() -> None:
     assert abs(z.mean().item()) < 0.03 and abs(z.std().item() - 1) < 0.03
 
 
-def test_truncation_resamples_outliers_and_keeps_the_rest() -> None:
+def test_contract_1_truncation_resamples_outliers_and_keeps_the_rest() -> None:
     full, _ = noise_for_seed(3, 500, "normal")
-    cut, _ = noise_for_seed(3, 500, "normal", truncation=0.5)
+    cut, _ = noise_for_seed(3, 500, "normal", truncation=0.5, contract=1)
     assert cut.abs().max() <= 0.5
     inside = full.abs() <= 0.5
     assert torch.equal(full[inside], cut[inside])

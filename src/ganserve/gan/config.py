@@ -32,8 +32,9 @@ fields goes in `TrainConfig._check_combinations`. A second dataset (CycleGAN's
 is checked in `gan/compat.py` next to the first one's.
 
 `ModelSpec` is what rebuilds G and D without the training config: stored with every
-export. Both are plain dataclasses so that a checkpoint (or the JSON next to an exported
-generator) can rebuild everything from its own contents: `TrainConfig.from_dict(ckpt["config"])`.
+export, together with the sampling contract that turns its seeds into noise. Both are
+plain dataclasses so that a checkpoint (or the JSON next to an exported generator) can
+rebuild everything from its own contents: `TrainConfig.from_dict(ckpt["config"])`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ MAX_BATCH_SIZE = 4096
 MAX_NOISE_DIM = 4096
 MAX_N_CRITIC = 20
 MAX_KEEP_CHECKPOINTS = 100
+
+# Sampling contracts (how truncated noise is drawn; gan/sample.py has the details). A model
+# keeps the contract it was exported with, so its bytes never change across upgrades:
+# 1 = redraw |z| > truncation until none is left (every model exported before contracts were
+#     numbered: a description without `sampling_contract` reads as 1);
+# 2 = truncated noise by inverse CDF in one pass (every model trained since).
+LEGACY_SAMPLING_CONTRACT = 1
+SAMPLING_CONTRACT = 2  # what new models are written with; the highest this ganserve reads
 
 
 def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -450,9 +459,11 @@ class ModelSpec:
     num_classes: int = 0  # > 0 for conditional models
     dcgan_width: int = 64
     class_names: tuple[str, ...] = field(default=())
+    sampling_contract: int = SAMPLING_CONTRACT  # how seeds become noise (see above)
 
     def __post_init__(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_int_range("sampling_contract", self.sampling_contract, 1, SAMPLING_CONTRACT)
         check_int_range("channels", self.channels, 1, 4)
         check_int_range("noise_dim", self.noise_dim, 1, MAX_NOISE_DIM)
         check_choice("noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
@@ -482,7 +493,14 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         return spec_to_dict(self)
 
+    def same_network(self, other: ModelSpec) -> bool:
+        """Whether `other` describes the same G and D (its sampling contract aside)."""
+        return dataclasses.replace(other, sampling_contract=self.sampling_contract) == self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        result: ModelSpec = spec_from_dict(cls, data)
+        """The spec of a description; one written before contracts were numbered reads as 1."""
+        result: ModelSpec = spec_from_dict(
+            cls, {"sampling_contract": LEGACY_SAMPLING_CONTRACT, **data}
+        )
         return result

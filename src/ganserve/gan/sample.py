@@ -8,13 +8,28 @@ Determinism contract (DESIGN §8): noise for image i is drawn on the CPU from
 `torch.Generator().manual_seed(seeds[i])`, so it never depends on the device, the batch it
 is part of, or the other images of the request.
 
-Truncation resamples: every entry of z with |z| > truncation is redrawn from the same
-seeded generator until none is left (BigGAN's truncation trick). It applies to both
-distributions; for uniform noise a threshold >= 1 changes nothing.
+Truncation (BigGAN's truncation trick) keeps every entry of z within [-t, t]. How, is the
+model's sampling contract (`ModelSpec.sampling_contract`, recorded in its description), so a
+model version's bytes never change when ganserve does:
+
+- contract 1 (models exported before contracts were numbered): every entry with |z| > t is
+  redrawn from the seed's generator until none is left (at most MAX_TRUNCATION_REDRAWS
+  rounds). Its cost grows without bound as t shrinks (dim / P(|z| <= t) draws, one round
+  per batch of stragglers); the API's work budget refuses what would take too long.
+  A conditional model's default label is drawn after the last redraw.
+- contract 2 (every model trained since): one pass, cost linear in the entries whatever t
+  is. Normal noise: u ~ U(0, 1) in float64 from the seed's generator, one per entry, and
+  z = ndtri(ndtr(-t) + u * (ndtr(t) - ndtr(-t))) (the inverse CDF of N(0, 1) truncated
+  to [-t, t]), cast to float32 and clamped to [-t, t]. Uniform noise: the seed's U(-1, 1)
+  draw scaled by min(t, 1), i.e. U(-min(t, 1), min(t, 1)). A conditional model's default
+  label is the one the seed draws without truncation, so a seed keeps its class whatever t.
+
+Without truncation both contracts draw the same noise and the same default label.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import threading
@@ -25,11 +40,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganserve.gan.config import ModelSpec
+from ganserve.gan.config import SAMPLING_CONTRACT, ModelSpec
 from ganserve.gan.errors import ConfigError
 from ganserve.gan.models import Generator
 
-MAX_TRUNCATION_REDRAWS = 1000
+MAX_TRUNCATION_REDRAWS = 1000  # contract 1's rounds before a truncation counts as too small
+# Contract 2, normal noise: a bound above this changes nothing measurable (P(|z| > 10) is
+# about 1.5e-23) and keeps ndtr(-t) well above 0, so ndtri never returns -inf.
+NORMAL_TAIL = 10.0
 GRID_PADDING = 1  # pixels between and around grid cells
 SAMPLE_CHUNK = 256  # images whose noise and pixels are made at once (bounds memory)
 
@@ -53,21 +71,67 @@ def validate_truncation(truncation: float | None) -> None:
 
 
 def noise_for_seed(
-    seed: int, dim: int, distribution: str, truncation: float | None = None
+    seed: int,
+    dim: int,
+    distribution: str,
+    truncation: float | None = None,
+    contract: int = SAMPLING_CONTRACT,
 ) -> tuple[torch.Tensor, torch.Generator]:
-    """(dim,) noise for one seed, and the generator positioned after it (for a default label)."""
+    """(dim,) noise for one seed under a sampling contract, and the generator after it."""
     rng = torch.Generator().manual_seed(seed)
+    if truncation is None:
+        return draw_noise(dim, distribution, rng), rng
+    if contract == 1:
+        return _redrawn_noise(dim, distribution, truncation, rng), rng
+    return truncated_noise(dim, distribution, truncation, rng), rng
+
+
+def truncated_noise(
+    dim: int, distribution: str, truncation: float, rng: torch.Generator
+) -> torch.Tensor:
+    """Contract 2: (dim,) noise within [-truncation, truncation], one draw per entry."""
+    if distribution == "uniform":
+        return draw_noise(dim, distribution, rng) * min(truncation, 1.0)  # U(-c, c)
+    bound = min(truncation, NORMAL_TAIL)
+    low, high = _normal_cdf(bound)
+    p = torch.rand(dim, generator=rng, dtype=torch.float64)  # (dim,) u in [0, 1)
+    p.mul_(high - low).add_(low)  # ndtr(-t) + u * (ndtr(t) - ndtr(-t)), in place
+    z = torch.special.ndtri(p, out=p).to(torch.float32)
+    return z.clamp_(-bound, bound)  # float rounding may step just past the bound
+
+
+@functools.lru_cache(maxsize=64)
+def _normal_cdf(bound: float) -> tuple[float, float]:
+    """(ndtr(-bound), ndtr(bound)) in float64; a request's seeds share its truncation."""
+    low, high = torch.special.ndtr(torch.tensor([-bound, bound], dtype=torch.float64)).tolist()
+    return low, high
+
+
+def _redrawn_noise(
+    dim: int, distribution: str, truncation: float, rng: torch.Generator
+) -> torch.Tensor:
+    """Contract 1: redraw every |z| > truncation from `rng` until none is left."""
     z = draw_noise(dim, distribution, rng)
-    if truncation is not None:
-        for _ in range(MAX_TRUNCATION_REDRAWS):
-            outside = z.abs() > truncation
-            count = int(outside.sum())
-            if count == 0:
-                break
-            z[outside] = draw_noise(count, distribution, rng)
-        else:
-            raise ConfigError("truncation", f"{truncation} is too small to sample from")
-    return z, rng
+    for _ in range(MAX_TRUNCATION_REDRAWS):
+        outside = z.abs() > truncation
+        count = int(outside.sum())
+        if count == 0:
+            return z
+        z[outside] = draw_noise(count, distribution, rng)
+    raise ConfigError("truncation", f"{truncation} is too small to sample from")
+
+
+def _label_stream(
+    seed: int, spec: ModelSpec, truncation: float | None, after_noise: torch.Generator
+) -> torch.Generator:
+    """The generator a conditional model's default label is drawn from (see the contracts)."""
+    if truncation is None or spec.sampling_contract == 1:
+        return after_noise
+    if spec.noise_distribution == "uniform":
+        return after_noise  # contract 2 drew exactly the untruncated uniforms (then scaled)
+    rng = torch.Generator().manual_seed(seed)  # contract 2: where the untruncated noise ends
+    draw_noise(spec.noise_dim, spec.noise_distribution, rng)
+    return rng
 
 
 def make_noise(
@@ -78,7 +142,8 @@ def make_noise(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(N, noise_dim) CPU noise and, for conditional models, (N,) labels.
 
-    A conditional model given no label for image i draws it from seed i's generator, after z.
+    A conditional model given no label for image i draws it from seed i's generator, after
+    z (contract 2: after the untruncated z, so truncation never changes a seed's class).
     """
     validate_truncation(truncation)
     if labels is not None and len(labels) != len(seeds):
@@ -88,11 +153,14 @@ def make_noise(
     rows: list[torch.Tensor] = []
     chosen: list[int] = []
     for i, seed in enumerate(seeds):
-        z, rng = noise_for_seed(seed, spec.noise_dim, spec.noise_distribution, truncation)
+        z, rng = noise_for_seed(
+            seed, spec.noise_dim, spec.noise_distribution, truncation, spec.sampling_contract
+        )
         rows.append(z)
         if spec.conditional:
             label = labels[i] if labels is not None else None
             if label is None:
+                rng = _label_stream(seed, spec, truncation, rng)
                 label = int(torch.randint(spec.num_classes, (1,), generator=rng))
             elif not 0 <= label < spec.num_classes:
                 raise ConfigError(
@@ -122,8 +190,10 @@ def interpolation_noise(
     if steps < 2:
         raise ConfigError("steps", f"an interpolation needs at least 2 steps, got {steps}")
     validate_truncation(truncation)
-    a, _ = noise_for_seed(seed_a, spec.noise_dim, spec.noise_distribution, truncation)
-    b, _ = noise_for_seed(seed_b, spec.noise_dim, spec.noise_distribution, truncation)
+    a, _ = noise_for_seed(seed_a, spec.noise_dim, spec.noise_distribution, truncation,
+                          spec.sampling_contract)  # fmt: skip
+    b, _ = noise_for_seed(seed_b, spec.noise_dim, spec.noise_distribution, truncation,
+                          spec.sampling_contract)  # fmt: skip
     t = torch.linspace(0.0, 1.0, steps)
     if spec.noise_distribution == "normal":
         return slerp(a, b, t)

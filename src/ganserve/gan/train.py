@@ -90,7 +90,9 @@ def _resume_or_build(
     state = load_latest_checkpoint(checkpoints, device)
     if state is None:
         return build_state(config, spec, device)
-    check_resumable(checkpoints, state.config, config, same_model=state.spec == spec)
+    # A run checkpointed before sampling contracts were numbered keeps its own (1): the
+    # resumed run exports what the uninterrupted one would have.
+    check_resumable(checkpoints, state.config, config, same_model=state.spec.same_network(spec))
     state.config = config
     log.info("resuming from step %d", state.step)
     return state
