@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     max_bulk_samples: int = Field(default=10_000, ge=1, le=1_000_000)
     max_scale: int = Field(default=16, ge=1, le=64)
     max_output_pixels: int = Field(default=16_777_216, ge=64)  # 4096 x 4096
-    # Estimated CPU-seconds one sampling request may spend drawing its noise (truncation
-    # redraws included; service/sampling/limits.py estimates it); over it: 413.
+    # Estimated CPU-seconds one sampling request may spend drawing its noise (sampling
+    # contract 1's truncation redraws included; service/sampling/limits.py estimates it);
+    # over it: 413.
     max_sample_work_s: float = Field(default=5.0, gt=0)
     # Coalesced samples.png: weight (images x scale^2) of one batch at most; the longest an idle
     # model waits for the requests its last batch says to expect (0 = never); batches of one

@@ -48,7 +48,7 @@ def test_get_model_describes_each_version(client: TestClient) -> None:
         "image_shape": [1, 8, 8],
         "conditional": True,
         "classes": [str(i) for i in range(10)],
-        "noise": {"dim": 100, "distribution": "normal"},
+        "noise": {"dim": 100, "distribution": "normal", "sampling_contract": 2},
         "dataset": "digits",
         "sha256": first.description["sha256"],
         "metrics": {},

@@ -49,11 +49,28 @@ def exported_generator(conditional: bool = False, seed: int = 0) -> Path:
     return root / "generator"
 
 
+@functools.cache
+def legacy_generator(conditional: bool = False, seed: int = 0) -> Path:
+    """The same export as a model exported before sampling contracts were numbered: its spec
+    without `sampling_contract` (so it reads as contract 1). The weights are unchanged."""
+    root = Path(tempfile.mkdtemp(prefix="ganserve-test-legacy-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    folder = root / "generator"
+    shutil.copytree(exported_generator(conditional, seed), folder)
+    description = json.loads((folder / EXPORT_DESCRIPTION).read_text())
+    del description["spec"]["sampling_contract"]
+    (folder / EXPORT_DESCRIPTION).write_text(json.dumps(description, indent=2))
+    return folder
+
+
 def register_model(
-    store: Store, name: str, *, conditional: bool = False, seed: int = 0
+    store: Store, name: str, *, conditional: bool = False, seed: int = 0, legacy: bool = False
 ) -> ModelVersion:
-    """A job row + a copy of the export in its job dir + the next version of `name`."""
-    source = exported_generator(conditional, seed)
+    """A job row + a copy of the export in its job dir + the next version of `name`.
+
+    legacy: the export as written before sampling contracts were numbered (contract 1).
+    """
+    source = (legacy_generator if legacy else exported_generator)(conditional, seed)
     description: dict[str, Any] = json.loads((source / EXPORT_DESCRIPTION).read_text())
     with store.session() as session:
         spec = {"name": name, "dataset": "digits", "conditional": conditional, "seed": seed}

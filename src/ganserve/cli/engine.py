@@ -158,7 +158,7 @@ def sample_command(
     n: Annotated[int, typer.Option("-n", help="Images (1 = one image, more = a grid).")] = 1,
     nrow: Annotated[int | None, typer.Option(help="Images per grid row.")] = None,
     label: Annotated[int | None, typer.Option(help="Class (conditional models).")] = None,
-    truncation: Annotated[float | None, typer.Option(help="Resample |z| above this.")] = None,
+    truncation: Annotated[float | None, typer.Option(help="Keep z's entries in [-t, t].")] = None,
     scale: Annotated[
         int | None,
         typer.Option(

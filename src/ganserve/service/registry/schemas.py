@@ -9,8 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Seeds are non-negative signed 64-bit integers (torch.Generator.manual_seed's range).
 MAX_SEED = 2**63 - 1
-# Below this, truncation would redraw most of the noise many times over (DESIGN §8 bounds).
+# Below this, sampling contract 1 would redraw most of the noise many times over (DESIGN §8
+# bounds); contract 2's cost does not depend on it, but one schema serves both.
 MIN_TRUNCATION = 0.05
+TRUNCATION_HELP = (
+    "Keep every noise entry within [-truncation, truncation] (the truncation trick: more typical "
+    "images); how, is the version's `noise.sampling_contract`."
+)
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 
@@ -18,6 +23,12 @@ Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 class NoiseOut(BaseModel):
     dim: int = Field(description="Length of the noise vector z.")
     distribution: str = Field(description="`normal` = N(0, 1), `uniform` = U(-1, 1).")
+    sampling_contract: int = Field(
+        description="How seeds become noise when `truncation` is set: 1 = out-of-range entries "
+        "redrawn until none is left (models exported before contracts were numbered), 2 = one "
+        "pass by inverse CDF (every model trained since). Without truncation both draw the "
+        "same noise. A version keeps its contract, so its images never change."
+    )
 
 
 class VersionOut(BaseModel):
@@ -112,7 +123,7 @@ class BulkSamplesIn(BaseModel):
         default=None,
         ge=MIN_TRUNCATION,
         allow_inf_nan=False,
-        description="Redraw noise entries with |z| above this (truncation trick).",
+        description=TRUNCATION_HELP,
     )
     version: str = Field(default="latest", min_length=1, description="A number or an alias.")
     format: Literal["zip", "npz"] = Field(

@@ -132,7 +132,13 @@ def version_out(row: ModelVersion, aliases: dict[str, int]) -> VersionOut:
         image_shape=list(spec.image_shape) if spec else None,
         conditional=spec.conditional if spec else None,
         classes=class_names(spec) if spec else [],
-        noise=NoiseOut(dim=spec.noise_dim, distribution=spec.noise_distribution) if spec else None,
+        noise=NoiseOut(
+            dim=spec.noise_dim,
+            distribution=spec.noise_distribution,
+            sampling_contract=spec.sampling_contract,
+        )
+        if spec
+        else None,
     )
 
 

@@ -29,6 +29,7 @@ from ganserve.service.registry import versions as registry
 from ganserve.service.registry.schemas import (
     MAX_SEED,
     MIN_TRUNCATION,
+    TRUNCATION_HELP,
     AliasIn,
     AliasOut,
     BulkSamplesIn,
@@ -64,13 +65,12 @@ _PNG: dict[int | str, dict[str, Any]] = {
 
 ModelName = Annotated[str, Path(description="The model's name.")]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version number.")]
-_TRUNCATION = "Redraw noise entries with |z| above this (truncation trick)."
 _LABEL = "Conditional models: the class (0..classes-1); unset: drawn per seed."
 _SCALE = "Integer upscaling (nearest neighbour)."
 _VERSION = "A version number, or an alias (`latest`, ...)."
 VersionRef = Annotated[str, Query(min_length=1, description=_VERSION)]
 Truncation = Annotated[
-    float | None, Query(ge=MIN_TRUNCATION, allow_inf_nan=False, description=_TRUNCATION)
+    float | None, Query(ge=MIN_TRUNCATION, allow_inf_nan=False, description=TRUNCATION_HELP)
 ]
 Label = Annotated[int | None, Query(description=_LABEL)]
 Scale = Annotated[int, Query(ge=1, description=_SCALE)]
@@ -96,7 +96,7 @@ class SamplesQuery(BaseModel):
     nrow: int | None = Field(None, ge=1, description="Grid images per row.")
     label: int | None = Field(None, description=_LABEL)
     truncation: float | None = Field(
-        None, ge=MIN_TRUNCATION, allow_inf_nan=False, description=_TRUNCATION
+        None, ge=MIN_TRUNCATION, allow_inf_nan=False, description=TRUNCATION_HELP
     )
     version: str = Field("latest", min_length=1, description=_VERSION)
     scale: int = Field(1, ge=1, description=_SCALE)

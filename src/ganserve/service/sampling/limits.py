@@ -30,23 +30,31 @@ def check_count(n: int, limit: int, field: str) -> None:
         )
 
 
-# The noise of one seed costs its draws (dim / p, p = the chance a draw lands within the
-# truncation) and its redraw rounds (until the last of dim entries lands: about
-# 1 + ln(dim) / -ln(1 - p), one torch call each). Measured on a 2-core CPU: samples.png
-# n=256, dim 100, truncation 0.05 took 1.6 s; bulk n=10000, dim 4096: 115 s.
+# The noise of one seed under sampling contract 1 (gan/sample.py) costs its draws (dim / p,
+# p = the chance a draw lands within the truncation) and its redraw rounds (until the last of
+# dim entries lands: about 1 + ln(dim) / -ln(1 - p), one torch call each). Measured on a
+# 2-core CPU: samples.png n=256, dim 100, truncation 0.05 took 1.6 s; bulk n=10000, dim 4096:
+# 115 s. Contract 2 draws truncated noise in one pass: a float64 uniform and its inverse
+# normal CDF per entry, whatever the truncation (bench/truncation.py: about 41 ns an entry at
+# dim 4096 on one thread, so bulk n=10000 at dim 4096 is 1.7 s), plus an untruncated draw for
+# a conditional model's default label.
 SECONDS_PER_DRAW = 4e-9
 SECONDS_PER_ROUND = 6e-5
+SECONDS_PER_TRUNCATED_ENTRY = 4e-8  # contract 2
 
 
 def noise_work_s(spec: ModelSpec, count: int, truncation: float | None) -> float:
     """Estimated CPU-seconds to draw the noise of `count` seeds."""
+    dim = spec.noise_dim
+    if truncation is not None and spec.sampling_contract >= 2:
+        per_entry = SECONDS_PER_TRUNCATED_ENTRY + SECONDS_PER_DRAW
+        return count * (dim * per_entry + SECONDS_PER_ROUND)
     if truncation is None:
         inside = 1.0
     elif spec.noise_distribution == "uniform":
         inside = min(1.0, truncation)
     else:
         inside = math.erf(truncation / math.sqrt(2.0))
-    dim = spec.noise_dim
     rounds = 1.0 if inside >= 1.0 else 1.0 + math.log(dim) / -math.log1p(-inside)
     return count * (dim / inside * SECONDS_PER_DRAW + rounds * SECONDS_PER_ROUND)
 
@@ -54,15 +62,16 @@ def noise_work_s(spec: ModelSpec, count: int, truncation: float | None) -> float
 def check_work(
     spec: ModelSpec, count: int, truncation: float | None, settings: Settings, field: str
 ) -> None:
-    """413 when drawing the noise (truncation's redraws) would cost over the work budget."""
+    """413 when drawing the noise (contract 1: truncation's redraws) would cost over the budget."""
     estimate = noise_work_s(spec, count, truncation)
     if estimate > settings.max_sample_work_s:
+        redraws = truncation is not None and spec.sampling_contract == 1
         raise PayloadTooLargeError(
             f"{field}: {count} images with truncation {truncation} would take about "
             f"{estimate:.1f} CPU-seconds to draw their noise (noise dim {spec.noise_dim}); "
-            f"the limit is {settings.max_sample_work_s:g} s: ask for fewer images or a larger "
-            "truncation",
-            field="truncation" if truncation is not None else field,
+            f"the limit is {settings.max_sample_work_s:g} s: ask for fewer images"
+            + (" or a larger truncation" if redraws else ""),
+            field="truncation" if redraws else field,
             limit=settings.max_sample_work_s,
         )
 
