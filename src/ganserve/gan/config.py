@@ -350,8 +350,9 @@ class TrainConfig:
     )  # fmt: skip
     on_alarm: str = setting(
         "warn",
-        "On a mode-collapse or divergence alarm: warn (a job warning and event), stop (fail "
-        "the job), rollback (stop and register the best evaluated model).",
+        "On a quality alarm (mode or class collapse, divergence; cyclegan: input ignored, "
+        "digit lost): warn (a job warning and event), stop (fail the job), rollback (stop and "
+        "register the best evaluated model; cyclegan: the best without alarms).",
         label="On a quality alarm", choices=ALARM_ACTIONS, resumable=True,
     )  # fmt: skip
     alarm_coverage: float = setting(

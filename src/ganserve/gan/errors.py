@@ -47,7 +47,7 @@ class DivergenceError(GanError):
 
 
 class QualityAlarm(GanError):
-    """A mode-collapse or divergence alarm stopped training (the spec's on_alarm option)."""
+    """A quality alarm (collapse, divergence, a translation alarm) stopped training (on_alarm)."""
 
     def __init__(self, kind: str, step: int, message: str) -> None:
         super().__init__(message)
