@@ -17,7 +17,7 @@ from ganserve.gan import checkpoint as ckpt
 from ganserve.gan.config import CONFIG_FIELDS, ConfigField, TrainConfig
 from ganserve.gan.data import load_dataset
 from ganserve.gan.errors import GanError
-from ganserve.gan.sample import encode_png, make_grid, sample_png
+from ganserve.gan.sample import consecutive_seeds, encode_png, make_grid, sample_png
 from ganserve.gan.train import Callbacks, train
 from ganserve.gan.train import Progress as TrainProgress
 from ganserve.gan.translation.pairs import load_pair
@@ -177,7 +177,7 @@ def sample_command(
             scale = readable_scale(picture_size(height, width, n, nrow))
         labels = [label] * n if label is not None else None
         png = sample_png(
-            loaded.generator, [seed + i for i in range(n)], labels=labels,
+            loaded.generator, consecutive_seeds(seed, n), labels=labels,
             truncation=truncation, nrow=nrow, scale=scale,
         )  # fmt: skip
     except GanError as exc:

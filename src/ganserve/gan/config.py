@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,16 +104,16 @@ def check_float_range(
         raise ConfigError(field_name, f"must be in {bracket}{low}, {high}], got {value}")
 
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]+)$"  # what _validate_device takes
+
+
 def _validate_device(field_name: str, value: object) -> None:
     if not isinstance(value, str):
         raise ConfigError(field_name, f"must be a string, got {value!r}")
-    if value in ("auto", "cpu", "cuda"):
-        return
-    if value.startswith("cuda:") and value[5:].isdigit():
-        return
-    raise ConfigError(
-        field_name, f"invalid value {value!r}; valid choices are: auto, cpu, cuda, cuda:N"
-    )
+    if not re.fullmatch(DEVICE_PATTERN, value):
+        raise ConfigError(
+            field_name, f"invalid value {value!r}; valid choices are: auto, cpu, cuda, cuda:N"
+        )
 
 
 def spec_to_dict(spec: Any) -> dict[str, Any]:
@@ -167,6 +168,7 @@ class ConfigField:
     api: str | None = None  # its HTTP name where it differs: "noise.dim", "betas.0"
     basic: bool = False  # among the first fields a person sets (the web form's top part)
     check: Callable[[str, Any], None] | None = None  # a check of its own, instead of the type's
+    pattern: str | None = None  # a str field's rule as a regex, for the API schema (with check=)
     # Filled in from the dataclass by `declared_fields()`:
     name: str = ""
     type: type = object  # int, float, bool or str
@@ -214,10 +216,11 @@ def setting(
     api: str | None = None,
     basic: bool = False,
     check: Callable[[str, Any], None] | None = None,
+    pattern: str | None = None,
 ) -> T:
     """A TrainConfig field with its default and everything the other surfaces need."""
     declared = ConfigField(
-        help, label, low, high, low_open, choices, resumable, api, basic, check
+        help, label, low, high, low_open, choices, resumable, api, basic, check, pattern
     )  # fmt: skip
     result: T = field(default=default, metadata={"ganserve": declared})
     return result
@@ -324,7 +327,7 @@ class TrainConfig:
     device: str = setting(
         "auto", "auto | cpu | cuda | cuda:N (auto: the worker's configured device, else CUDA when "
         "present, else the CPU).",
-        label="Device", check=_validate_device, resumable=True,
+        label="Device", check=_validate_device, pattern=DEVICE_PATTERN, resumable=True,
     )  # fmt: skip
     precision: str = setting(
         "fp32", "fp32, or bf16 autocast (CUDA only).",

@@ -48,6 +48,7 @@ MAX_TRUNCATION_REDRAWS = 1000  # contract 1's rounds before a truncation counts 
 # Contract 2, normal noise: a bound above this changes nothing measurable (P(|z| > 10) is
 # about 1.5e-23) and keeps ndtr(-t) well above 0, so ndtri never returns -inf.
 NORMAL_TAIL = 10.0
+MAX_SEED = 2**63 - 1  # seeds are 0..MAX_SEED
 GRID_PADDING = 1  # pixels between and around grid cells
 SAMPLE_CHUNK = 256  # images whose noise and pixels are made at once (bounds memory)
 
@@ -63,6 +64,15 @@ def draw_noise(
 
 
 _draw = draw_noise  # the name gan/train.py imported it under before it was public
+
+
+def consecutive_seeds(first: int, n: int) -> list[int]:
+    """The seeds of n images from `first`: image i uses first + i, wrapping past MAX_SEED to 0.
+
+    Seeds are 0..MAX_SEED (a signed 64-bit integer's range, which the API and databases
+    store); a run that starts near the top goes on from 0 instead of leaving the range.
+    """
+    return [(first + i) % (MAX_SEED + 1) for i in range(n)]
 
 
 def validate_truncation(truncation: float | None) -> None:
