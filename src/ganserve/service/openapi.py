@@ -9,7 +9,12 @@ FastAPI writes the paths, parameters and models; this module completes what it c
 - binary responses as `type: string, format: binary` under their media types;
 - the bearer scheme, and `security` on the routes that need a key (guard.needs_key decides,
   for the document as for the requests);
-- short, stable operation ids (`submit_job`, `sample_png`, ...).
+- short, stable operation ids (`submit_job`, `sample_png`, ...);
+- the maxima this app's settings set (`SETTING_BOUNDS`: images, scale, bulk counts), so a
+  request the document accepts is one the server accepts. Limits that depend on a model
+  too (its classes, its image size against GANSERVE_MAX_OUTPUT_PIXELS, its noise against
+  GANSERVE_MAX_SAMPLE_WORK_S) or on a dataset cannot be a schema keyword: the parameters'
+  descriptions state them, and the server's 422/413 names the field.
 
 The document is built once per app and cached, like FastAPI's own.
 """
@@ -95,6 +100,18 @@ ERRORS = {
 }
 
 
+# Where the settings bound a parameter or body field (the server answers 413 above it):
+# (operation id, parameter) or (component schema, property) -> (keyword, setting).
+SETTING_BOUNDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("sample_png", "n"): ("maximum", "max_samples_per_request"),
+    ("sample_png", "scale"): ("maximum", "max_scale"),
+    ("sample_interpolation", "scale"): ("maximum", "max_scale"),
+    ("get_job_preview", "scale"): ("maximum", "max_scale"),
+    ("BulkSamplesIn", "n"): ("maximum", "max_bulk_samples"),
+    ("BulkSamplesIn", "seeds"): ("maxItems", "max_bulk_samples"),
+}
+
+
 def operation_id(route: APIRoute) -> str:
     """The app's generate_unique_id_function: the route function's name, or its better id."""
     return OPERATION_IDS.get(route.name, route.name)
@@ -136,7 +153,50 @@ def complete(spec: dict[str, Any], app: FastAPI, settings: Settings) -> dict[str
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     _no_tuples(spec)
+    _exact_integer_bounds(spec)
+    _setting_bounds(spec, settings)
     return spec
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """Integer bounds as integers. FastAPI's OpenAPI model stores every bound as a float, and
+    the seeds' 2**63 - 1 becomes 2**63, a value the server refuses. The only bound of this API
+    past a float's 53 bits is that one, so 2**63 (as float) is read back as 2**63 - 1."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    exact = int(value)
+                    if exact == 2**63:
+                        exact = 2**63 - 1
+                    assert abs(exact) <= 2**53 or exact == 2**63 - 1, f"inexact bound {value}"
+                    node[key] = exact
+        for value in node.values():
+            _exact_integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _exact_integer_bounds(value)
+
+
+def _setting_bounds(spec: dict[str, Any], settings: Settings) -> None:
+    """Write SETTING_BOUNDS's maxima with this app's values (a nullable field: its non-null
+    member). Every entry must find its place: a renamed parameter fails here, not silently."""
+    nodes: dict[tuple[str, str], dict[str, Any]] = {}
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                nodes[operation["operationId"], parameter["name"]] = parameter["schema"]
+    for name, schema in spec.get("components", {}).get("schemas", {}).items():
+        for field, node in schema.get("properties", {}).items():
+            nodes[name, field] = node
+    kinds = {"maximum": ("integer", "number"), "maxItems": ("array",)}
+    for place, (keyword, setting) in SETTING_BOUNDS.items():
+        node = nodes[place]
+        members = [m for m in node.get("anyOf", [node]) if m.get("type") in kinds[keyword]]
+        assert members, f"{place}: no {kinds[keyword]} schema to bound"
+        for member in members:
+            member[keyword] = getattr(settings, setting)
 
 
 def _no_tuples(node: Any) -> None:

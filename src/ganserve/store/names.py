@@ -34,6 +34,28 @@ _VERSION_REF = re.compile(VERSION_REF_PATTERN)
 _SERIES = re.compile(SERIES_PATTERN)
 
 
+def positive_integer_pattern(maximum: int) -> str:
+    """A regex (no anchors) of the decimal numbers 1..maximum, without leading zeros.
+
+    For documents that can only say it with a pattern: 1..2**31-1 as a version reference.
+    """
+    digits = str(maximum)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []  # fewer digits
+    for i, digit in enumerate(digits):  # as many: this prefix, then a smaller digit, then any
+        low, high = (1 if i == 0 else 0), int(digit) - 1
+        if high >= low:
+            smaller = str(low) if high == low else f"[{low}-{high}]"
+            rest = len(digits) - i - 1
+            tail = "" if rest == 0 else "[0-9]" if rest == 1 else f"[0-9]{{{rest}}}"
+            parts.append(digits[:i] + smaller + tail)
+    parts.append(digits)
+    return "|".join(parts)
+
+
+# VERSION_REF_PATTERN with exactly the numbers 1..MAX_VERSION: what validate_version_ref takes.
+VERSION_REF_EXACT_PATTERN = rf"^({positive_integer_pattern(MAX_VERSION)}|{ALIAS_PATTERN[1:-1]})$"
+
+
 def echo(value: object) -> str:
     """`repr(value)`, cut to ECHO_CHARS characters: what an error may repeat of the input."""
     shown = repr(value)

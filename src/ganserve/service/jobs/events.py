@@ -42,7 +42,8 @@ PING_S = 15  # seconds between keep-alive comments
 BLOCK_MS = 1000  # one blocking XREAD; bounds how long a disconnect goes unnoticed
 DB_POLL_S = 5.0  # while the stream is quiet, how often to ask the database if the job ended
 TERMINAL_GRACE_MS = 1000  # after the database says "finished", wait this long for the event
-_STREAM_ID = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")
+STREAM_ID_PATTERN = r"^[0-9]{1,20}(-[0-9]{1,20})?$"  # a Redis stream id, as events carry
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
 
 
 def parse_last_event_id(value: str | None) -> str:

@@ -27,9 +27,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     StrictFloat,
-    StrictInt,
     StrictStr,
     create_model,
     field_validator,
@@ -40,13 +40,14 @@ from ganserve.gan.config import API_GROUPS, CONFIG_FIELDS, ConfigField, TrainCon
 from ganserve.gan.data import describe_dataset
 from ganserve.gan.errors import ConfigError, DatasetError
 from ganserve.gan.translation.pairs import check_pair_shapes, pair_names
+from ganserve.service.integers import INTEGRAL
 from ganserve.store.errors import InvalidValueError
 from ganserve.store.names import MODEL_NAME_PATTERN, validate_model_name
 
 MAX_NAME_LENGTH = 64
 # TrainConfig field -> the name a client uses ("noise_dim" -> "noise.dim").
 API_NAMES = {f.name: f.api_name for f in CONFIG_FIELDS}
-_STRICT: dict[type, Any] = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
+_STRICT: dict[type, Any] = {bool: StrictBool, float: StrictFloat, str: StrictStr}
 
 
 def _schema_hints(declared: ConfigField) -> dict[str, Any]:
@@ -58,19 +59,27 @@ def _schema_hints(declared: ConfigField) -> dict[str, Any]:
         hints["exclusiveMinimum" if declared.low_open else "minimum"] = declared.low
     if declared.high is not None:
         hints["maximum"] = declared.high
+    if declared.pattern is not None:
+        hints["pattern"] = declared.pattern
     if declared.basic:
         hints["x-basic"] = True  # the web form shows it before "More settings"
     return hints
 
 
 def _annotated(declared: ConfigField) -> Any:
-    """The pydantic type of one declared field, with its schema text."""
-    kind = _STRICT[declared.type]
-    if declared.optional:
-        kind = kind | None
+    """The pydantic type of one declared field, with its schema text.
+
+    Integers also take an integral float (66.0), as the schema's `type: integer` does.
+    """
     info = Field(
         title=declared.label, description=declared.help, json_schema_extra=_schema_hints(declared)
     )
+    if declared.type is int:
+        kind: Any = Annotated[int, info, Strict(), INTEGRAL]
+        return kind | None if declared.optional else kind
+    kind = _STRICT[declared.type]
+    if declared.optional:
+        kind = kind | None
     return Annotated[kind, info]
 
 
@@ -131,10 +140,31 @@ def _api_shape(config: dict[str, Any]) -> dict[str, Any]:
 EXAMPLE_SPEC: dict[str, Any] = {"name": "digits-gan", **_api_shape(TrainConfig().to_dict())}
 
 
+def _when(field: str, value: object, then: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema: if `field` is sent as `value`, the other properties must match `then`."""
+    return {
+        "if": {"properties": {field: {"const": value}}, "required": [field]},
+        "then": {"properties": then},
+    }
+
+
+# The rules over several fields that hold whatever the dataset, as the schema states them;
+# the server's checks: gan.compat.check_compatible (bf16 on the CPU) and _check_pair below
+# (cyclegan takes no labels). Rules that need the dataset (its size, labels, image size)
+# cannot be stated here: the 422 names the field.
+COMBINATION_RULES = (
+    _when("precision", "bf16", {"device": {"not": {"const": "cpu"}}}),
+    _when("architecture", "cyclegan", {"conditional": {"const": False}}),
+)
+
+
 class _SpecBase(BaseModel):
     """A training job: what to train on, which GAN, and for how long."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_SPEC]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [EXAMPLE_SPEC], "allOf": list(COMBINATION_RULES)},
+    )
 
     name: StrictStr | None = Field(
         default=None,

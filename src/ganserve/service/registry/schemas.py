@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-# Seeds are non-negative signed 64-bit integers (torch.Generator.manual_seed's range).
-MAX_SEED = 2**63 - 1
+from ganserve.gan.sample import MAX_SEED
+from ganserve.service.integers import INTEGRAL
+from ganserve.store.names import VERSION_REF_EXACT_PATTERN
+
+# Seeds are non-negative signed 64-bit integers (gan.sample.MAX_SEED).
 # Below this, sampling contract 1 would redraw most of the noise many times over (DESIGN §8
 # bounds); contract 2's cost does not depend on it, but one schema serves both.
 MIN_TRUNCATION = 0.05
@@ -17,7 +20,10 @@ TRUNCATION_HELP = (
     "images); how, is the version's `noise.sampling_contract`."
 )
 
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), Strict(), INTEGRAL]
+# A class number: documented >= 0, checked (with the model's class names) once the version
+# is known (422).
+Label = Annotated[int, Field(json_schema_extra={"minimum": 0}), Strict(), INTEGRAL]
 
 
 class NoiseOut(BaseModel):
@@ -87,7 +93,9 @@ class ModelOut(BaseModel):
 class AliasIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, le=2**31 - 1, strict=True, description="The version it names.")
+    version: Annotated[
+        int, Field(ge=1, le=2**31 - 1, description="The version it names."), Strict(), INTEGRAL
+    ]
 
 
 class AliasOut(BaseModel):
@@ -98,26 +106,32 @@ class AliasOut(BaseModel):
 
 
 class BulkSamplesIn(BaseModel):
-    """Many images at once: `n` images from `seed` (image i uses seed + i), or `seeds`."""
+    """Many images at once: `n` images from `seed` (image i uses seed + i, wrapping past
+    2**63 - 1 to 0), or `seeds`."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"n": 100, "seed": 0, "format": "zip"}]},
+        json_schema_extra={
+            "examples": [{"n": 100, "seed": 0, "format": "zip"}],
+            # Exactly one way to name the images (the server refuses both, and neither):
+            # `seeds` (then no `n` or `seed`), else `n`.
+            "if": {"properties": {"seeds": {"type": "array"}}, "required": ["seeds"]},
+            "then": {"properties": {"n": {"type": "null"}, "seed": {"type": "null"}}},
+            "else": {"properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        },
     )
 
-    n: int | None = Field(
-        default=None, ge=1, strict=True, description="Number of images (with `seed`)."
+    n: Annotated[int, Field(ge=1), Strict(), INTEGRAL] | None = Field(
+        default=None, description="Number of images (with `seed`)."
     )
     seed: Seed | None = Field(default=None, description="Seed of the first image; default 0.")
     seeds: list[Seed] | None = Field(
         default=None, min_length=1, description="One seed per image (instead of `n`/`seed`)."
     )
-    labels: Annotated[int, Field(strict=True)] | list[Annotated[int, Field(strict=True)]] | None = (
-        Field(
-            default=None,
-            description="Conditional models: one class for every image, or one per image. "
-            "Unset: each image's class is drawn from its seed.",
-        )
+    labels: Label | list[Label] | None = Field(
+        default=None,
+        description="Conditional models: one class for every image, or one per image (as many "
+        "as images). Unset: each image's class is drawn from its seed.",
     )
     truncation: float | None = Field(
         default=None,
@@ -125,7 +139,12 @@ class BulkSamplesIn(BaseModel):
         allow_inf_nan=False,
         description=TRUNCATION_HELP,
     )
-    version: str = Field(default="latest", min_length=1, description="A number or an alias.")
+    version: str = Field(
+        default="latest",
+        min_length=1,
+        description="A number or an alias.",
+        json_schema_extra={"pattern": VERSION_REF_EXACT_PATTERN},
+    )
     format: Literal["zip", "npz"] = Field(
         default="zip",
         description="`zip`: PNGs + labels.csv; `npz`: images (N, H, W, C) uint8, labels, seeds.",

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Path as PathParameter
 
 from ganserve.gan.data import (
     BUILTIN_DATASETS,
@@ -31,6 +32,7 @@ from ganserve.service.errors import ConflictError, NotFoundError
 from ganserve.service.problems import redact_paths
 from ganserve.service.schemas import DatasetList, DatasetOut
 from ganserve.store import idempotency as key_store
+from ganserve.store.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,7 @@ async def upload_dataset(
         str | None,
         Header(
             alias="Idempotency-Key",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
             description="Any unique string: a retry with the same key and upload gets the "
             "dataset back (200) instead of a 409 for a taken name; kept "
             "GANSERVE_IDEMPOTENCY_TTL_S seconds.",
@@ -228,6 +231,16 @@ def _remember(context: AppContext, key: str, fingerprint: str, name: str, ttl_s:
         key_store.remember(session, "datasets", key, fingerprint, name, ttl_s)
 
 
+# Built-in names follow the upload rule too; documented, not enforced (unknown names: 404).
+DatasetName = Annotated[
+    str,
+    PathParameter(
+        description="A built-in or uploaded dataset's name.",
+        json_schema_extra={"pattern": UPLOAD_NAME_PATTERN.pattern},
+    ),
+]
+
+
 def _known(name: str, data_dir: Path) -> bool:
     if name in BUILTIN_DATASETS:
         return True
@@ -241,7 +254,7 @@ def _known(name: str, data_dir: Path) -> bool:
     summary="One dataset",
     responses={404: {"description": "No such dataset.", **_PROBLEM}},
 )
-def get_dataset(name: str, settings: SettingsDep) -> DatasetOut:
+def get_dataset(name: DatasetName, settings: SettingsDep) -> DatasetOut:
     """A built-in or uploaded dataset, as listed by GET /v1/datasets."""
     if not _known(name, settings.data_dir):
         raise NotFoundError(f"no dataset named {name!r}; GET /v1/datasets lists them")
@@ -258,7 +271,7 @@ def get_dataset(name: str, settings: SettingsDep) -> DatasetOut:
         409: {"description": "Built-in datasets cannot be deleted.", **_PROBLEM},
     },
 )
-def delete_dataset(name: str, settings: SettingsDep) -> Response:
+def delete_dataset(name: DatasetName, settings: SettingsDep) -> Response:
     """Remove an uploaded dataset's packed file. Models trained on it are kept."""
     if name in BUILTIN_DATASETS:
         raise ConflictError(f"{name!r} is a built-in dataset; it cannot be deleted")

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from PIL import Image
+from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from ganserve.gan.sample import encode_png, upscale
@@ -23,11 +24,18 @@ from ganserve.service.deps import (
 )
 from ganserve.service.errors import PayloadTooLargeError
 from ganserve.service.jobs import actions as jobs
-from ganserve.service.jobs.events import PING_S, job_event_stream, parse_last_event_id
+from ganserve.service.jobs.events import (
+    PING_S,
+    STREAM_ID_PATTERN,
+    job_event_stream,
+    parse_last_event_id,
+)
 from ganserve.service.jobs.plots import render_history_png
 from ganserve.service.jobs.spec import TrainSpec
 from ganserve.service.schemas import JobHistory, JobOut, JobPage, JobStatus
 from ganserve.settings import Settings
+from ganserve.store.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
+from ganserve.store.names import JOB_ID_PATTERN, SERIES_PATTERN
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -42,6 +50,12 @@ PreviewScale = Annotated[
 HistoryScale = Annotated[
     int,
     Query(ge=1, le=MAX_HISTORY_SCALE, description="Resolution multiplier (100 dpi x scale)."),
+]
+
+# Identifier patterns are documented, not enforced by FastAPI: the service's own checks
+# (store/names.py, jobs/events.py) answer with messages that say what is wrong.
+JobId = Annotated[
+    str, Path(description="32 hex digits.", json_schema_extra={"pattern": JOB_ID_PATTERN})
 ]
 
 _AUTH: dict[int | str, dict[str, Any]] = {
@@ -76,6 +90,7 @@ def submit_job(
         str | None,
         Header(
             alias="Idempotency-Key",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
             description="Any unique string (a UUID): a retry with the same key and spec gets "
             "the first job back (200) instead of a second job; kept "
             "GANSERVE_IDEMPOTENCY_TTL_S seconds (default one day).",
@@ -109,7 +124,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", responses=_NOT_FOUND, summary="A job's status and progress")
-def get_job(job_id: str, session: SessionDep) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep) -> JobOut:
     return jobs.job_view(jobs.get_job(session, job_id))
 
 
@@ -120,7 +135,7 @@ def get_job(job_id: str, session: SessionDep) -> JobOut:
     responses={**_AUTH, **_NOT_FOUND, 409: {"description": "The job has already finished."}},
     summary="Cancel a job",
 )
-async def cancel_job(job_id: str, session: SessionDep, redis: RedisDep) -> JobOut:
+async def cancel_job(job_id: JobId, session: SessionDep, redis: RedisDep) -> JobOut:
     """A queued job is cancelled at once; a running one stops at its next step boundary
     (`cancel_requested` is true until its worker stops, keeping its last checkpoint)."""
     return jobs.job_view(await jobs.cancel_and_announce(session, redis, job_id))
@@ -145,11 +160,14 @@ async def cancel_job(job_id: str, session: SessionDep, redis: RedisDep) -> JobOu
     summary="Follow a job's events",
 )
 async def job_events(
-    job_id: str,
+    job_id: JobId,
     context: ContextDep,
     last_event_id: Annotated[
         str | None,
-        Query(description="Resume after this event id (as the Last-Event-ID header does)."),
+        Query(
+            description="Resume after this event id (as the Last-Event-ID header does).",
+            json_schema_extra={"pattern": STREAM_ID_PATTERN},
+        ),
     ] = None,
     last_event_id_header: Annotated[
         str | None, Header(alias="Last-Event-ID", include_in_schema=False)
@@ -164,10 +182,11 @@ async def job_events(
 
 @router.get("/{job_id}/history", responses=_NOT_FOUND, summary="Loss and metric series")
 def job_history(
-    job_id: str,
+    job_id: JobId,
     session: SessionDep,
     series: Annotated[
-        list[str] | None, Query(description="Only these series (repeat the parameter).")
+        list[Annotated[str, Field(json_schema_extra={"pattern": SERIES_PATTERN})]] | None,
+        Query(description="Only these series (repeat the parameter)."),
     ] = None,
     after_step: Annotated[
         int | None, Query(ge=0, le=2**31 - 1, description="Only points after this step.")
@@ -185,7 +204,7 @@ def job_history(
     },
     summary="The loss and metric curves, drawn server-side",
 )
-def job_history_png(job_id: str, session: SessionDep, scale: HistoryScale = 1) -> Response:
+def job_history_png(job_id: JobId, session: SessionDep, scale: HistoryScale = 1) -> Response:
     history = jobs.job_history(session, job_id)
     title = f"job {history.job_id} — step {history.step}"
     png = render_history_png(history.series, title, scale=scale)
@@ -204,7 +223,7 @@ def job_history_png(job_id: str, session: SessionDep, scale: HistoryScale = 1) -
     summary="The latest preview grid",
 )
 def job_preview(
-    job_id: str,
+    job_id: JobId,
     session: SessionDep,
     artifacts: ArtifactsDep,
     settings: SettingsDep,

@@ -41,6 +41,13 @@ from ganserve.service.sampling import answer as sampling
 from ganserve.service.sampling.caching import Rendered
 from ganserve.service.sampling.limits import MAX_STEPS, MIN_STEPS
 from ganserve.service.translation import translation_grid_png, translators_of
+from ganserve.store.names import (
+    ALIAS_PATTERN,
+    AUTOMATIC_ALIASES,
+    IMPLICIT_ALIASES,
+    MODEL_NAME_PATTERN,
+    VERSION_REF_EXACT_PATTERN,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -63,16 +70,39 @@ _PNG: dict[int | str, dict[str, Any]] = {
     304: {"description": "If-None-Match matched the ETag: nothing rendered."},
 }
 
-ModelName = Annotated[str, Path(description="The model's name.")]
+# Identifier patterns are documented, not enforced by FastAPI: the service's own checks
+# (store/names.py) answer with messages that say what is wrong.
+ModelName = Annotated[
+    str, Path(description="The model's name.", json_schema_extra={"pattern": MODEL_NAME_PATTERN})
+]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="A version number.")]
-_LABEL = "Conditional models: the class (0..classes-1); unset: drawn per seed."
-_SCALE = "Integer upscaling (nearest neighbour)."
+Alias = Annotated[
+    str,
+    Path(
+        description="A settable alias: not `latest` (implicit) nor `best` (kept by the workers).",
+        json_schema_extra={
+            "pattern": ALIAS_PATTERN,
+            "not": {"enum": sorted(IMPLICIT_ALIASES | AUTOMATIC_ALIASES)},
+        },
+    ),
+]
+_LABEL = (
+    "Conditional models: the class (0..classes-1, the version's `classes`); unset: drawn per "
+    "seed. A label the version does not have is a 422."
+)
+_SEED = "Image i uses seed + i (wrapping past 2**63 - 1 to 0)."
+_SCALE = "Integer upscaling (nearest neighbour); at most GANSERVE_MAX_SCALE."
 _VERSION = "A version number, or an alias (`latest`, ...)."
-VersionRef = Annotated[str, Query(min_length=1, description=_VERSION)]
+_VERSION_SCHEMA: dict[str, Any] = {"pattern": VERSION_REF_EXACT_PATTERN}
+VersionRef = Annotated[
+    str, Query(min_length=1, description=_VERSION, json_schema_extra=_VERSION_SCHEMA)
+]
 Truncation = Annotated[
     float | None, Query(ge=MIN_TRUNCATION, allow_inf_nan=False, description=TRUNCATION_HELP)
 ]
-Label = Annotated[int | None, Query(description=_LABEL)]
+# Documented, not enforced here: the model's own check names its classes.
+_LABEL_SCHEMA: dict[str, Any] = {"minimum": 0}
+Label = Annotated[int | None, Query(description=_LABEL, json_schema_extra=_LABEL_SCHEMA)]
 Scale = Annotated[int, Query(ge=1, description=_SCALE)]
 IfNoneMatch = Annotated[str | None, Header()]
 
@@ -91,14 +121,20 @@ class SamplesQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Image i uses seed + i.")
-    n: int = Field(1, ge=1, description="Images: 1 = one image, more = a grid.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description=_SEED)
+    n: int = Field(
+        1, ge=1, description="Images: 1 = one image, more = a grid; at most "
+        "GANSERVE_MAX_SAMPLES_PER_REQUEST. The grid's pixels are bounded too "
+        "(GANSERVE_MAX_OUTPUT_PIXELS, with the model's image size: 413 over it).",
+    )  # fmt: skip
     nrow: int | None = Field(None, ge=1, description="Grid images per row.")
-    label: int | None = Field(None, description=_LABEL)
+    label: int | None = Field(None, description=_LABEL, json_schema_extra=_LABEL_SCHEMA)
     truncation: float | None = Field(
         None, ge=MIN_TRUNCATION, allow_inf_nan=False, description=TRUNCATION_HELP
     )
-    version: str = Field("latest", min_length=1, description=_VERSION)
+    version: str = Field(
+        "latest", min_length=1, description=_VERSION, json_schema_extra=_VERSION_SCHEMA
+    )
     scale: int = Field(1, ge=1, description=_SCALE)
 
 
@@ -218,7 +254,7 @@ def delete_version(
     },
     summary="Point an alias at a version (create or move it)",
 )
-def set_alias(name: ModelName, alias: str, body: AliasIn, session: SessionDep) -> AliasOut:
+def set_alias(name: ModelName, alias: Alias, body: AliasIn, session: SessionDep) -> AliasOut:
     return registry.set_alias(session, name, alias, body.version)
 
 
@@ -233,7 +269,7 @@ def set_alias(name: ModelName, alias: str, body: AliasIn, session: SessionDep) -
     },
     summary="Delete an alias",
 )
-def delete_alias(name: ModelName, alias: str, session: SessionDep) -> Response:
+def delete_alias(name: ModelName, alias: Alias, session: SessionDep) -> Response:
     registry.delete_alias(session, name, alias)
     return Response(status_code=204)
 

@@ -21,6 +21,7 @@ from ganserve.service.translation import (
     answer_translate,
     translators_of,
 )
+from ganserve.store.names import MODEL_NAME_PATTERN, VERSION_REF_EXACT_PATTERN
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -61,7 +62,16 @@ KeepSize = Annotated[
     ),
 ]
 VersionRef = Annotated[
-    str, Query(min_length=1, max_length=64, description="A version number or an alias.")
+    str,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="A version number or an alias.",
+        json_schema_extra={"pattern": VERSION_REF_EXACT_PATTERN},
+    ),
+]
+ModelName = Annotated[
+    str, Path(description="The model's name.", json_schema_extra={"pattern": MODEL_NAME_PATTERN})
 ]
 
 
@@ -94,7 +104,7 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     summary="Translate a picture (or a zip of pictures) with a CycleGAN model",
 )
 async def translate(
-    name: Annotated[str, Path(description="The model's name.")],
+    name: ModelName,
     request: Request,
     direction: Direction = "a2b",
     keep_size: KeepSize = False,

@@ -25,6 +25,7 @@ import torch
 
 from ganserve.gan.models import Generator
 from ganserve.gan.sample import (
+    consecutive_seeds,
     default_nrow,
     generate,
     interpolation_png,
@@ -152,7 +153,7 @@ class PngRequest:
     seeds: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "seeds", list(range(self.seed, self.seed + self.n)))
+        object.__setattr__(self, "seeds", consecutive_seeds(self.seed, self.n))
 
     @property
     def labels(self) -> list[int] | None:
@@ -253,14 +254,13 @@ async def samples_png(
     scale: int = 1,
     if_none_match: str | None = None,
 ) -> Rendered:
-    """GET samples.png: one image (n = 1) or a grid of n, image i from seed + i.
+    """GET samples.png: one image (n = 1) or a grid of n, image i from seed + i (wrapping).
 
     Coalesced with the model's other concurrent samples.png requests (`png_batcher`), unless
     it alone outweighs a batch: then it takes its own trip to the thread pool.
     """
     limits.check_count(n, settings.max_samples_per_request, "n")
     limits.check_scale(scale, settings)
-    limits.seed_range(seed, n)
     cols = None if n == 1 else min(nrow or default_nrow(n), n)
     request = PngRequest(version, seed, n, cols, label, truncation, scale, if_none_match)
     batcher = png_batcher(cache, batchers, settings, name)

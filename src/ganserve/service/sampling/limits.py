@@ -2,7 +2,7 @@
 
 Images per request, integer scale and pixels per response come from the settings; over a limit
 is a 413 naming the parameter and the limit (`PayloadTooLargeError`). A value the model cannot
-take (a label, a seed range, a step count) is a 422 naming the valid ones (`InvalidInputError`).
+take (a label, a step count) is a 422 naming the valid ones (`InvalidInputError`).
 The checks that need no model run before the registry is read; those that do (labels, pixels)
 once the version is resolved, still before the generator is loaded or run.
 """
@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 
 from ganserve.gan.config import ModelSpec
-from ganserve.gan.sample import grid_shape
+from ganserve.gan.sample import consecutive_seeds, grid_shape
 from ganserve.service.errors import InvalidInputError, PayloadTooLargeError
-from ganserve.service.registry.schemas import MAX_SEED, BulkSamplesIn
+from ganserve.service.registry.schemas import BulkSamplesIn
 from ganserve.service.registry.versions import class_names
 from ganserve.settings import Settings
 
@@ -83,16 +83,6 @@ def check_scale(scale: int, settings: Settings) -> None:
             field="scale",
             limit=settings.max_scale,
         )
-
-
-def seed_range(seed: int, n: int, field: str = "seed") -> list[int]:
-    """Seeds seed, seed + 1, ..., seed + n - 1; all must be at most 2**63 - 1."""
-    if seed + n - 1 > MAX_SEED:
-        raise InvalidInputError(
-            f"{field}: seed + n - 1 must be at most {MAX_SEED} (seeds are 0..2**63-1)",
-            field=field,
-        )
-    return list(range(seed, seed + n))
 
 
 def check_labels(spec: ModelSpec, labels: Sequence[int], field: str) -> None:
@@ -166,7 +156,7 @@ def bulk_seeds(request: BulkSamplesIn, settings: Settings) -> list[int]:
             "n: give `n` (how many images, from `seed`) or `seeds` (one per image)", field="n"
         )
     check_count(request.n, settings.max_bulk_samples, "n")
-    return seed_range(request.seed or 0, request.n)
+    return consecutive_seeds(request.seed or 0, request.n)
 
 
 def bulk_labels(spec: ModelSpec, labels: int | list[int] | None, count: int) -> list[int] | None:
