@@ -33,6 +33,13 @@ def test_shapes_for_every_architecture_loss_and_image_shape(
     if gan_loss.gradient_penalty:
         eps = torch.rand(3, 1, 1, 1)
         d_loss = d_loss + 10 * gradient_penalty(d, images.detach(), images.detach(), labels, eps)
+    if conditional:  # the auxiliary classifier (AC-GAN's class loss)
+        _, class_logits = d(images.detach(), labels, with_classes=True)
+        assert class_logits.shape == (3, 10)
+        d_loss = d_loss + nn.functional.cross_entropy(class_logits, labels)
+    else:
+        with pytest.raises(ValueError, match="no class logits"):
+            d(images, labels, with_classes=True)
     d_loss.backward()
     assert d_loss.ndim == 0 and torch.isfinite(d_loss)
     assert all(p.grad is not None for p in d.parameters())

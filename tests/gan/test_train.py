@@ -71,6 +71,50 @@ def test_resumed_run_equals_uninterrupted_run(digits: ImageDataset, tmp_path: Pa
     )
 
 
+def test_conditional_mlp_resumes_exactly_with_its_regularisers(
+    digits: ImageDataset, tmp_path: Path
+) -> None:
+    # the default conditional mlp translates D's inputs and adds mode seeking: both draw from
+    # the checkpointed noise stream, so a resumed run still equals an uninterrupted one
+    config = TINY.replace(conditional=True)
+    assert config.translates_d_inputs() and config.mode_seeking_weight() > 0
+    straight = train(config, digits, tmp_path / "straight").state
+    train(config.replace(steps=10), digits, tmp_path / "resumed")
+    _states_equal(straight, train(config, digits, tmp_path / "resumed").state)
+
+
+def test_each_regulariser_changes_conditional_training_only(
+    digits: ImageDataset, tmp_path: Path
+) -> None:
+    def g_weights(config: TrainConfig, name: str) -> torch.Tensor:
+        state = train(config.replace(steps=5), digits, tmp_path / name).state
+        return state.generator.state_dict()["net.0.weight"]
+
+    cond = TINY.replace(conditional=True)
+    base = g_weights(cond, "base")
+    for i, change in enumerate(
+        [{"augment": "none"}, {"mode_seeking": 0.0}, {"class_loss": 0.0}, {"class_loss": 1.0}]
+    ):
+        assert not torch.equal(g_weights(cond.replace(**change), f"c{i}"), base), change
+    # unconditional runs ignore the conditional regularisers
+    plain = g_weights(TINY, "plain")
+    assert torch.equal(g_weights(TINY.replace(class_loss=1.0, mode_seeking=1.0), "p1"), plain)
+
+
+def test_the_class_loss_trains_the_auxiliary_classifier(
+    digits: ImageDataset, tmp_path: Path
+) -> None:
+    config = TINY.replace(conditional=True, steps=5)
+    spec = model_spec_for(config, digits)
+    initial = build_state(config, spec, torch.device("cpu")).discriminator.classes
+    assert initial is not None
+    trained = train(config, digits, tmp_path / "on").state.discriminator.classes
+    off = train(config.replace(class_loss=0.0), digits, tmp_path / "off").state.discriminator
+    assert trained is not None and off.classes is not None
+    assert not torch.equal(trained.weight, initial.weight)
+    assert torch.equal(off.classes.weight, initial.weight)  # no loss, no gradient
+
+
 @pytest.mark.parametrize(
     "config",
     [

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+MODE_SEEKING_EPS = 1e-5  # keeps the mode-seeking term finite when two images are equal
+
 
 @dataclass(frozen=True)
 class GanLoss:
@@ -75,3 +77,16 @@ def gradient_penalty(
     scores = critic(x_hat, labels)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def mode_seeking_loss(
+    fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor
+) -> torch.Tensor:
+    """MSGAN's term (Mao et al. 2019): 1 / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b|).
+
+    (B, C, H, W) images of the same classes from (B, Z) noise z_a and z_b; small when two
+    noise vectors give different images, large when G maps them to the same picture.
+    """
+    images = (fake_a - fake_b).abs().flatten(1).mean(dim=1)  # (B,)
+    noise = (z_a - z_b).abs().mean(dim=1)  # (B,)
+    return 1.0 / ((images / noise).mean() + MODE_SEEKING_EPS)

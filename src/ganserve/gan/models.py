@@ -7,6 +7,8 @@ unconditional models. Conditioning (cGAN):
   where h is D's last hidden feature vector. It needs no extra input channels and trains
   more stably than concatenation. Before the head, h gets one more feature: its batch's
   spread within classes (ClassSpread), so D can tell a batch of copies from real variety.
+  D also has an auxiliary classifier on h (AC-GAN, Odena et al. 2017) that the training
+  loop uses with the weight `class_loss` (gan/train.py).
 D returns raw logits (B,); the sigmoid of the reference model lives in the BCE loss.
 """
 
@@ -208,14 +210,26 @@ class Discriminator(nn.Module):
         self.spread = ClassSpread(spec.num_classes) if spec.conditional else None
         extra = 1 if self.spread is not None else 0  # the spread feature
         self.head = ProjectionHead(feature_dim + extra, spec.num_classes)
+        # AC-GAN's auxiliary classifier (conditional only; built last, so the other layers'
+        # initial weights are what they were without it)
+        self.classes = nn.Linear(feature_dim, spec.num_classes) if spec.conditional else None
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, with_classes: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B,) logits; with_classes: also (B, K) class logits of the auxiliary classifier."""
         h = self.features(x)  # (B, F)
+        class_logits = self.classes(h) if with_classes and self.classes is not None else None
         if self.spread is not None:
             if labels is None:
                 raise ValueError("a conditional discriminator needs labels")
             h = self.spread(h, labels)  # (B, F + 1)
-        return self.head(h, labels)
+        logits: torch.Tensor = self.head(h, labels)
+        if with_classes:
+            if class_logits is None:
+                raise ValueError("an unconditional discriminator has no class logits")
+            return logits, class_logits
+        return logits
 
 
 def build_models(spec: ModelSpec) -> tuple[Generator, Discriminator]:

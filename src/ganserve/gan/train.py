@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ganserve.gan.augment import draw_shifts, translate
 from ganserve.gan.checkpoint import (
     check_resumable,
     list_checkpoints,
@@ -37,7 +38,7 @@ from ganserve.gan.compat import DatasetInfo, check_compatible
 from ganserve.gan.config import ModelSpec, TrainConfig
 from ganserve.gan.data import ImageDataset
 from ganserve.gan.errors import DivergenceError
-from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty
+from ganserve.gan.losses import LOSSES, GanLoss, gradient_penalty, mode_seeking_loss
 from ganserve.gan.sample import draw_noise, generate, make_noise
 from ganserve.gan.state import (
     DATA_STREAM,
@@ -175,9 +176,29 @@ class _Nets:
     g: torch.nn.Module
     d: torch.nn.Module
     loss: GanLoss
-    noise_rng: torch.Generator  # CPU stream: z and the WGAN-GP epsilons
+    noise_rng: torch.Generator  # CPU stream: z, augmentation shifts, WGAN-GP epsilons
     config: TrainConfig
     device: torch.device
+    # conditional models' regularisers (issue 13; 0 / False for unconditional ones)
+    augment: bool = False  # D sees its inputs translated (gan/augment.py)
+    class_loss: float = 0.0  # AC-GAN auxiliary classification loss weight
+    mode_seeking: float = 0.0  # MSGAN term weight
+
+
+def _nets(
+    g: torch.nn.Module,
+    d: torch.nn.Module,
+    rng: torch.Generator,
+    state: TrainState,
+    device: torch.device,
+) -> _Nets:
+    config = state.config
+    return _Nets(
+        g, d, LOSSES[config.loss], rng, config, device,
+        augment=config.translates_d_inputs(),
+        class_loss=config.class_loss if config.conditional else 0.0,
+        mode_seeking=config.mode_seeking_weight(),
+    )  # fmt: skip
 
 
 @dataclass
@@ -188,6 +209,7 @@ class _DStep:
     d_real: torch.Tensor  # (B, 1) raw D(x)
     d_fake: torch.Tensor  # (B, 1) raw D(G(z))
     fake: torch.Tensor  # (B, C, H, W) G(z), with its graph when G's update follows
+    z: torch.Tensor  # (B, Z) the noise of `fake`
     labels: torch.Tensor | None  # (B,) the real batch's classes (conditional models)
     gp: torch.Tensor | None  # the gradient penalty (wgan-gp)
 
@@ -199,6 +221,21 @@ def _noise(nets: _Nets, batch_size: int) -> torch.Tensor:
     return z.to(nets.device, non_blocking=True)
 
 
+def _d_input(nets: _Nets, images: torch.Tensor) -> torch.Tensor:
+    """What D sees of a batch: the images, translated when the run augments."""
+    if not nets.augment:
+        return images
+    return translate(images, draw_shifts(images.shape[0], nets.noise_rng))
+
+
+def _class_loss(
+    nets: _Nets, class_logits: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """AC-GAN's term: cross-entropy of D's (B, K) class logits against the (B,) classes."""
+    assert labels is not None  # class_loss is 0 for unconditional models
+    return nets.class_loss * torch.nn.functional.cross_entropy(class_logits.float(), labels)
+
+
 def discriminator_step(
     nets: _Nets,
     state: TrainState,
@@ -208,12 +245,18 @@ def discriminator_step(
 ) -> _DStep:
     """Update D once on a real batch and G(z); keep_graph keeps G's graph for its update."""
     batch_size = real.shape[0]
+    z = _noise(nets, batch_size)
     with _autocast(state), torch.set_grad_enabled(keep_graph):
-        fake = nets.g(_noise(nets, batch_size), labels)
+        fake = nets.g(z, labels)
     with _autocast(state):
-        d_real = nets.d(real, labels)
-        d_fake = nets.d(fake.detach(), labels)
+        if nets.class_loss:
+            d_real, class_logits = nets.d(_d_input(nets, real), labels, with_classes=True)
+        else:
+            d_real = nets.d(_d_input(nets, real), labels)
+        d_fake = nets.d(_d_input(nets, fake.detach()), labels)
         loss_d = nets.loss.d_loss(d_real, d_fake)
+        if nets.class_loss:
+            loss_d = loss_d + _class_loss(nets, class_logits, labels)
     gp = None
     if nets.loss.gradient_penalty:
         eps = torch.rand(batch_size, 1, 1, 1, generator=nets.noise_rng).to(nets.device)
@@ -222,18 +265,26 @@ def discriminator_step(
     state.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     state.opt_d.step()
-    return _DStep(loss_d, d_real, d_fake, fake, labels, gp)
+    return _DStep(loss_d, d_real, d_fake, fake, z, labels, gp)
 
 
-def generator_step(
-    nets: _Nets, state: TrainState, fake: torch.Tensor, labels: torch.Tensor | None
-) -> torch.Tensor:
+def generator_step(nets: _Nets, state: TrainState, d_step: _DStep) -> torch.Tensor:
     """Update G once through the updated D, on the last D step's fake batch; G's loss."""
+    fake, labels = d_step.fake, d_step.labels
     # D frozen meanwhile: G's backward needs D's input gradients, not its weights'
     nets.d.requires_grad_(False)
     try:
         with _autocast(state):
-            loss_g = nets.loss.g_loss(nets.d(fake, labels))
+            if nets.class_loss:
+                scores, class_logits = nets.d(_d_input(nets, fake), labels, with_classes=True)
+                loss_g = nets.loss.g_loss(scores) + _class_loss(nets, class_logits, labels)
+            else:
+                loss_g = nets.loss.g_loss(nets.d(_d_input(nets, fake), labels))
+            if nets.mode_seeking:
+                z_b = _noise(nets, fake.shape[0])
+                fake_b = nets.g(z_b, labels)
+                term = mode_seeking_loss(fake.float(), fake_b.float(), d_step.z, z_b)
+                loss_g = loss_g + nets.mode_seeking * term
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
     finally:
@@ -326,7 +377,7 @@ def train(
     g, d, rng = _accelerated(state, channels_last)
     g.train()
     d.train()
-    nets = _Nets(g, d, LOSSES[config.loss], rng, config, device)
+    nets = _nets(g, d, rng, state, device)
     preview_z, preview_y = _preview_noise(state)
     monitor = _Monitor(state)
     existing = list_checkpoints(checkpoints)
@@ -345,7 +396,7 @@ def train(
             d_step = discriminator_step(nets, state, real, labels, keep_graph=last)
 
         # ---- generator: one update through the updated D, reusing the last fake batch
-        loss_g = generator_step(nets, state, d_step.fake, d_step.labels)
+        loss_g = generator_step(nets, state, d_step)
         state.step += 1
         # ---- EMA of G; ramped decay: short runs are not dominated by the initial weights
         decay = min(config.ema, (1.0 + state.step) / (10.0 + state.step))
