@@ -105,6 +105,18 @@ def test_a_one_class_generator_reads_coverage_one_and_trips_the_alarm(
     assert "step 500" in warnings[0].message and "1 of 10 classes" in warnings[0].message
 
 
+def test_collapse_alarms_wait_while_the_model_is_forming(
+    evaluator: Evaluator, digits: ImageDataset
+) -> None:
+    train, _ = digits.split(0.2, 0)
+    result = evaluator.evaluate(one_class(train, 3), UNCONDITIONAL)
+    monitor = QualityMonitor(coverage_threshold=0.8)
+    monitor.collapse_alarms_from = 1000  # e.g. alarm_after 0.5 of 2,000 steps
+    assert monitor.observe(500, result) == []  # still forming: recorded, not alarmed
+    assert monitor.best is not None and monitor.best.step == 500
+    assert [w.kind for w in monitor.observe(1000, result)] == [MODE_COLLAPSE]
+
+
 def test_a_generator_of_all_classes_raises_no_alarm(
     evaluator: Evaluator, digits: ImageDataset
 ) -> None:

@@ -13,7 +13,7 @@ from ganserve.worker.training import run_training_job
 from tests.worker.support import MakeJob
 
 WORKER = "test-worker:1"
-QUALITY = {"eval_every": 10, "eval_samples": 200}
+QUALITY = {"eval_every": 10, "eval_samples": 200, "alarm_after": 0.0}  # alarms from the start
 
 
 def test_evaluations_reach_status_history_events_and_the_model(
@@ -77,6 +77,19 @@ def test_an_alarm_can_stop_the_job(
     assert any("mode collapse" in warning for warning in job.warnings)
     kinds = [event.type for event in read_events_sync(redis_client, job_id)]
     assert "warning" in kinds and kinds[-1] == "status"
+
+
+def test_collapse_alarms_start_at_alarm_after(
+    make_job: MakeJob, resources: WorkerResources
+) -> None:
+    # 30 steps, evaluated at 10, 20, 30; alarm_after 0.5: step 10 is still forming
+    job_id = make_job(**{**QUALITY, "alarm_after": 0.5}, alarm_coverage=1.0, on_alarm="stop")
+    assert run_training_job(job_id, resources, WORKER) == "failed"
+    with resources.store.session() as session:
+        job = jobs.get_job(session, job_id)
+        series = metrics.history(session, job_id)
+    assert [step for step, _ in series["coverage"]][:2] == [10, 20]  # step 10 was evaluated
+    assert job.error is not None and "possible mode collapse at step 20" in job.error
 
 
 def test_an_alarm_can_roll_back_to_the_best_evaluation(

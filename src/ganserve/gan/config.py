@@ -390,6 +390,12 @@ class TrainConfig:
         "of 1/classes) of the samples.",
         label="Mode-collapse alarm: class coverage", low=0.0, high=1.0, resumable=True,
     )  # fmt: skip
+    alarm_after: float = setting(
+        0.5,
+        "Fraction of the steps before which evaluations raise no collapse alarm (mode or class "
+        "collapse): the model is still forming. Divergence alarms always apply.",
+        label="Collapse alarms from (fraction of steps)", low=0.0, high=1.0, resumable=True,
+    )  # fmt: skip
     alarm_fd_patience: int = setting(
         3, "Divergence alarm when the Fréchet distance rises this many evaluations in a row.",
         label="Divergence alarm: FD rises in a row", low=1, high=100, resumable=True,

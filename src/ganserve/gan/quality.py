@@ -82,6 +82,9 @@ class QualityMonitor:
         self.class_accuracy_threshold = class_accuracy_threshold  # of a class's samples
         self.fd_patience = fd_patience  # K: rises in a row that raise "divergence"
         self.fd_tolerance = fd_tolerance  # a rise is fd > previous * (1 + fd_tolerance)
+        # evaluations before this step are still forming: no collapse alarms (runtime
+        # setting from the job's `alarm_after`, not part of the saved state)
+        self.collapse_alarms_from = 0
         self.best: BestEvaluation | None = None
         self.rises = 0  # consecutive evaluations whose FD exceeded the previous one
         self._last: tuple[int, float] | None = None  # (step, fd) of the previous evaluation
@@ -91,8 +94,9 @@ class QualityMonitor:
         warnings: list[QualityWarning] = []
 
         # ---- mode collapse: too few classes covered
+        forming = step < self.collapse_alarms_from
         needed = self.coverage_threshold * report.num_classes
-        if report.coverage < needed:
+        if report.coverage < needed and not forming:
             warnings.append(
                 QualityWarning(
                     MODE_COLLAPSE,
@@ -104,7 +108,7 @@ class QualityMonitor:
             )
 
         # ---- collapse inside classes
-        collapsed = self._collapsed_classes(report)
+        collapsed = [] if forming else self._collapsed_classes(report)
         if collapsed:
             names = ", ".join(f"'{name}'" for name, _ in collapsed)
             details = "; ".join(f"class '{name}': {why}" for name, why in collapsed)

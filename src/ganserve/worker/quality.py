@@ -149,4 +149,5 @@ def build_tracker(
         # a resumed job may have changed its alarm options; its streak and best carry over
         monitor.coverage_threshold = config.alarm_coverage
         monitor.fd_patience = config.alarm_fd_patience
+    monitor.collapse_alarms_from = math.ceil(config.alarm_after * config.steps)
     return QualityTracker(evaluator, monitor, run_dir, dataset.name, inception)
