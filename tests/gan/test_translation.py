@@ -11,7 +11,7 @@ from PIL import Image
 
 from ganserve.gan.checkpoint import list_checkpoints
 from ganserve.gan.config import TrainConfig
-from ganserve.gan.data import ImageDataset, load_dataset, load_digits_on_colour
+from ganserve.gan.data import ImageDataset, load_dataset, load_digits_on_colour, resize_images
 from ganserve.gan.errors import CheckpointError, ConfigError
 from ganserve.gan.losses import LOSSES
 from ganserve.gan.train import Callbacks, Progress
@@ -163,10 +163,20 @@ def test_builtin_pair_is_deterministic_and_labelled() -> None:
     again = load_digits_on_colour()
     assert torch.equal(again.images, pair.b.images)
     assert again.content_hash() == pair.b.content_hash()
-    # background from the photos, strokes inverted: a stroke pixel differs from its patch
     digits = load_dataset("digits")
     assert torch.equal(again.labels, digits.labels)
     assert again.images.float().std() > 40
+    # (patch + digit + 1) // 2: the background is the photo at half brightness (<= 128), a
+    # full-ink stroke pixel is at least 128, and every digit is brighter than its background
+    ink = resize_images(digits.images, 32).expand(-1, 3, -1, -1)  # (N, 3, 32, 32)
+    out = again.images
+    assert out[ink == 0].max() <= 128 and out[ink == 255].min() >= 128
+    assert (out[ink == 0] != out[ink == 0][0]).any()  # the photos' texture, not a flat fill
+    full, none = (ink >= 192).float(), (ink == 0).float()
+    brighter = (out * full).sum((1, 2, 3)) / full.sum((1, 2, 3)) - (out * none).sum(
+        (1, 2, 3)
+    ) / none.sum((1, 2, 3))  # (N,) mean stroke minus mean background, 0..255 units
+    assert brighter.min() > 60
 
 
 def test_pair_needs_a_second_domain_unless_builtin(tmp_path: Path) -> None:
