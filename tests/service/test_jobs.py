@@ -185,6 +185,10 @@ def test_submit_mirrors_the_spec_name_and_options(client: TestClient) -> None:
         ({"eval_every": -1}, "eval_every", "between 0 and"),
         ({"alarm_coverage": 1.5}, "alarm_coverage", "[0.0, 1.0]"),
         ({"alarm_fd_patience": 0}, "alarm_fd_patience", "between 1 and 100"),
+        ({"alarm_after": 1.5}, "alarm_after", "[0.0, 1.0]"),
+        ({"augment": "flip"}, "augment", "auto, none, translate"),
+        ({"mode_seeking": -0.1}, "mode_seeking", "[0.0, 10.0]"),
+        ({"class_loss": "lots"}, "class_loss", "number"),
     ],
 )
 def test_invalid_spec_fields_are_422_problems_naming_the_field(
