@@ -442,6 +442,10 @@ class TrainConfig:
             return self.conditional and self.architecture in AUTO_AUGMENTED
         return self.augment == "translate"
 
+    def class_loss_weight(self) -> float:
+        """`class_loss` for conditional models; 0 for unconditional ones (no classes)."""
+        return self.class_loss if self.conditional else 0.0
+
     def mode_seeking_weight(self) -> float:
         """`mode_seeking` resolved: 0 for unconditional models; unset = by architecture."""
         if not self.conditional:

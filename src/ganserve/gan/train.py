@@ -196,7 +196,7 @@ def _nets(
     return _Nets(
         g, d, LOSSES[config.loss], rng, config, device,
         augment=config.translates_d_inputs(),
-        class_loss=config.class_loss if config.conditional else 0.0,
+        class_loss=config.class_loss_weight(),
         mode_seeking=config.mode_seeking_weight(),
     )  # fmt: skip
 
