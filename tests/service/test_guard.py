@@ -138,7 +138,10 @@ def test_healthz_is_not_delayed_by_a_large_body(settings: Settings, tmp_path: Pa
                 worst = max(worst, time.perf_counter() - began)
         sender.join()
     assert outcome.get("status", 413) == 413
-    assert worst < 0.25, f"/healthz took {worst * 1000:.0f} ms while a body streamed in"
+    # The defect stalled /healthz for 1.6-7.1 s while a body was parsed on the loop; under 1 s
+    # tells that apart from the scheduler (one CI run saw a 458 ms outlier: server, sender and
+    # probe are threads of one process sharing the GIL on 2 cores).
+    assert worst < 1.0, f"/healthz took {worst * 1000:.0f} ms while a body streamed in"
 
 
 def test_sampling_routes_stay_open_unless_protected(keyed: TestClient) -> None:
