@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from ganserve.store import jobs, registry
@@ -347,3 +347,44 @@ def test_register_without_job(session: Session) -> None:
     version = registry.register_version(session, "imported", None, 5, "models/x", DESCRIPTION)
     session.commit()
     assert (version.version, version.job_id, version.metrics) == (1, None, {})
+
+
+def test_the_live_reader_skips_the_query_until_sqlite_counts_a_commit(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """On a SQLite file, answers stand until any connection commits; PostgreSQL reads each time."""
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    with sessions() as session:
+        register(session)
+        registry.set_alias(session, "digits", "best", 1)
+        session.commit()
+    reader = registry.LiveReader(engine)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            assert reader.find("digits", "best").version == 1  # type: ignore[union-attr]
+        sqlite = engine.url.get_backend_name() == "sqlite"
+        assert len(statements) == (1 if sqlite else 5)
+        with sessions() as session:  # another writer moves the alias
+            register(session)
+            registry.set_alias(session, "digits", "best", 2)
+            session.commit()
+        before = len(statements)
+        assert reader.find("digits", "best").version == 2  # type: ignore[union-attr]
+        assert reader.find("digits", "latest").version == 2  # type: ignore[union-attr]
+        assert reader.find("digits", "best").version == 2  # type: ignore[union-attr]
+        reads = [s for s in statements[before:] if s.lstrip().upper().startswith("SELECT")]
+        assert len(reads) == (2 if sqlite else 3)
+        with sessions() as session:  # a commit that changes nothing these refs name
+            registry.set_alias(session, "digits", "other", 1)
+            session.commit()
+        before = len(statements)
+        assert reader.find("digits", "best").version == 2  # type: ignore[union-attr]
+        assert len(statements) - before == 1  # read again: the counter moved
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        reader.close()

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import math
 import re
+import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from ganserve.store.errors import InvalidValueError, RecordNotFoundError
 from ganserve.store.names import validate_alias, validate_model_name
@@ -307,16 +309,26 @@ class LiveReader:
 
     A pool checkout and the reset on return cost more CPU than the query itself (about 100 of
     260 us per read, bench/README.md, issue 18). Reads take turns (a lock); each one ends its
-    transaction (rollback), so the next sees every commit made since, by any process: nothing
-    is cached, a moved alias is read at once. A kept connection that fails (the database
-    restarted) is dropped and the read retried once on a fresh one from the pool; a fresh
-    one's error is raised as it is (an outage: 503). `close` gives the connection back.
+    transaction (rollback), so the next sees every commit made since, by any process. A kept
+    connection that fails (the database restarted) is dropped and the read retried once on a
+    fresh one from the pool; a fresh one's error is raised as it is (an outage: 503). `close`
+    gives the connection back.
+
+    On a SQLite file the query is skipped while nothing has changed: SQLite's own change
+    counter (`PRAGMA data_version`) moves on the kept connection whenever any other
+    connection, of this process or another, commits to the file, so a row read since the
+    last move is still the row; after a move every answer is read again. The counter cannot
+    miss a commit (SQLite keeps it, not the writers), so a moved alias is still seen by the
+    next request. PostgreSQL has no such counter on a connection: it is read every time.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: Connection | None = None
         self._lock = threading.Lock()
+        self._watches_changes = _has_change_counter(engine)
+        self._counter: object = None  # the kept connection's data_version the answers hold at
+        self._answers: dict[tuple[str, str], LiveRow] = {}
 
     def find(self, name: str, ref: str) -> LiveRow | None:
         with self._lock:
@@ -324,22 +336,61 @@ class LiveReader:
                 kept, self._connection = self._connection, None
                 connection = kept or self._engine.connect()
                 try:
-                    found = find_live(connection, name, ref)
-                    connection.rollback()
+                    found = self._find_on(connection, name, ref, fresh=kept is None)
                 except BaseException as error:
                     with contextlib.suppress(Exception):
                         connection.close()
-                    if kept is not None and isinstance(error, exc.DBAPIError):
+                    if kept is not None and isinstance(error, _LOST_CONNECTION):
                         continue  # a stale kept connection: once more on a fresh one
                     raise
                 self._connection = connection
                 return found
 
+    def _find_on(self, connection: Connection, name: str, ref: str, fresh: bool) -> LiveRow | None:
+        if self._watches_changes:
+            # each connection counts from its own start: a fresh one forgets the answers
+            counter = _data_version(connection)
+            if fresh or counter != self._counter:
+                self._answers.clear()
+                self._counter = counter
+            known = self._answers.get((name, ref))
+            if known is not None:
+                return known
+        found = find_live(connection, name, ref)
+        connection.rollback()
+        if self._watches_changes and found is not None:
+            self._answers[(name, ref)] = found
+        return found
+
     def close(self) -> None:
         with self._lock:
             connection, self._connection = self._connection, None
+            self._answers.clear()
         if connection is not None:
             connection.close()
+
+
+# what a kept connection that died raises: through SQLAlchemy, or from the pragma on sqlite3
+_LOST_CONNECTION = (exc.DBAPIError, sqlite3.Error)
+
+
+def _has_change_counter(engine: Engine) -> bool:
+    """SQLite on a file, whose pool hands out a connection per checkout (not one shared)."""
+    url = engine.url
+    return (
+        url.get_backend_name() == "sqlite"
+        and bool(url.database)
+        and url.database != ":memory:"
+        and "mode=memory" not in str(url)
+        and isinstance(engine.pool, QueuePool)
+    )
+
+
+def _data_version(connection: Connection) -> object:
+    # On the driver's connection: a PRAGMA opens no transaction, and SQLAlchemy's own
+    # statement path costs more than the pragma (bench/README.md, issue 18).
+    cursor = connection.connection.driver_connection.execute("PRAGMA data_version")  # type: ignore[union-attr]
+    return cursor.fetchone()[0]
 
 
 def resolve(session: Session, name: str, ref: str) -> ModelVersion:
