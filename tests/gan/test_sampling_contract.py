@@ -73,8 +73,8 @@ def test_new_specs_are_contract_2_and_keep_it_through_their_description() -> Non
     assert ModelSpec.from_dict(V1.to_dict()) == V1
     with pytest.raises(ConfigError, match="sampling_contract: must be between 1 and 2, got 3"):
         ModelSpec.from_dict({**V2.to_dict(), "sampling_contract": 3})
-    assert V1.same_network(V2) and V1 != V2
-    assert not V1.same_network(ModelSpec("mlp", 1, 8, 64, "normal", num_classes=10))
+    assert V1.resumes_as(V2) and V1 != V2
+    assert not V1.resumes_as(ModelSpec("mlp", 1, 8, 64, "normal", num_classes=10))
 
 
 def test_training_writes_contract_2(digits: ImageDataset) -> None:

@@ -84,6 +84,14 @@ MAX_KEEP_CHECKPOINTS = 100
 LEGACY_SAMPLING_CONTRACT = 1
 SAMPLING_CONTRACT = 2  # what new models are written with; the highest this ganserve reads
 
+# dcgan layouts (gan/models.py). A model keeps the layout it was trained with, so exported
+# generators and checkpoints written before layout 2 still load and resume as they were:
+# 1 = a transposed convolution per doubling, the last to the image's channels (every dcgan
+#     exported before layouts were numbered: a description without `dcgan_layout` reads as 1);
+# 2 = one more 3x3 convolution at every resolution in G and D (every dcgan trained since).
+LEGACY_DCGAN_LAYOUT = 1
+DCGAN_LAYOUT = 2
+
 
 def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
@@ -341,7 +349,8 @@ class TrainConfig:
         label="Precision", choices=PRECISIONS,
     )  # fmt: skip
     dcgan_width: int = setting(
-        64, "Channels of dcgan's widest-resolution layer (doubles per downsample).",
+        64, "Channels of dcgan's D at full resolution, doubling per downsample; G has twice "
+        "D's channels at each resolution, at most 8x this.",
         label="DCGAN width", low=4, high=512,
     )  # fmt: skip
     class_loss: float = setting(
@@ -514,10 +523,12 @@ class ModelSpec:
     dcgan_width: int = 64
     class_names: tuple[str, ...] = field(default=())
     sampling_contract: int = SAMPLING_CONTRACT  # how seeds become noise (see above)
+    dcgan_layout: int = DCGAN_LAYOUT  # which dcgan layers (see above); unused by mlp
 
     def __post_init__(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
         check_int_range("sampling_contract", self.sampling_contract, 1, SAMPLING_CONTRACT)
+        check_int_range("dcgan_layout", self.dcgan_layout, 1, DCGAN_LAYOUT)
         check_int_range("channels", self.channels, 1, 4)
         check_int_range("noise_dim", self.noise_dim, 1, MAX_NOISE_DIM)
         check_choice("noise_distribution", self.noise_distribution, NOISE_DISTRIBUTIONS)
@@ -547,14 +558,24 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         return spec_to_dict(self)
 
-    def same_network(self, other: ModelSpec) -> bool:
-        """Whether `other` describes the same G and D (its sampling contract aside)."""
-        return dataclasses.replace(other, sampling_contract=self.sampling_contract) == self
+    def resumes_as(self, other: ModelSpec) -> bool:
+        """Whether a checkpoint of this spec may continue a run configured for `other`.
+
+        The same G and D, but for the sampling contract and the dcgan layout: a run keeps the
+        ones it started with, so the resumed run exports what the uninterrupted one would.
+        """
+        kept = dataclasses.replace(
+            other, sampling_contract=self.sampling_contract, dcgan_layout=self.dcgan_layout
+        )
+        return kept == self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        """The spec of a description; one written before contracts were numbered reads as 1."""
-        result: ModelSpec = spec_from_dict(
-            cls, {"sampling_contract": LEGACY_SAMPLING_CONTRACT, **data}
-        )
+        """The spec of a description; one written before contracts (layouts) were numbered
+        reads as contract 1 (layout 1)."""
+        legacy = {
+            "sampling_contract": LEGACY_SAMPLING_CONTRACT,
+            "dcgan_layout": LEGACY_DCGAN_LAYOUT,
+        }
+        result: ModelSpec = spec_from_dict(cls, {**legacy, **data})
         return result

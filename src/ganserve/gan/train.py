@@ -91,9 +91,9 @@ def _resume_or_build(
     state = load_latest_checkpoint(checkpoints, device)
     if state is None:
         return build_state(config, spec, device)
-    # A run checkpointed before sampling contracts were numbered keeps its own (1): the
-    # resumed run exports what the uninterrupted one would have.
-    check_resumable(checkpoints, state.config, config, same_model=state.spec.same_network(spec))
+    # A run checkpointed before sampling contracts (dcgan layouts) were numbered keeps its
+    # own, 1: the resumed run exports what the uninterrupted one would have.
+    check_resumable(checkpoints, state.config, config, same_model=state.spec.resumes_as(spec))
     state.config = config
     log.info("resuming from step %d", state.step)
     return state
