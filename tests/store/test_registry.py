@@ -388,3 +388,18 @@ def test_the_live_reader_skips_the_query_until_sqlite_counts_a_commit(
     finally:
         event.remove(engine, "before_cursor_execute", count)
         reader.close()
+
+
+def test_the_live_readers_answers_stay_bounded_whatever_refs_requests_spell(
+    engine: Engine, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sessions() as session:
+        register(session)
+    monkeypatch.setattr(registry, "MAX_KEPT_ANSWERS", 8)
+    reader = registry.LiveReader(engine)
+    try:
+        for spaces in range(1, 30):  # " v1", "  v1", ...: one version, ever new keys
+            assert reader.find("digits", " " * spaces + "v1").version == 1  # type: ignore[union-attr]
+            assert len(reader._answers) <= 8
+    finally:
+        reader.close()

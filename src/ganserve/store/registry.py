@@ -359,6 +359,8 @@ class LiveReader:
         found = find_live(connection, name, ref)
         connection.rollback()
         if self._watches_changes and found is not None:
+            if len(self._answers) >= MAX_KEPT_ANSWERS:
+                self._answers.clear()  # many spellings of refs ("v3", "v03"...): start over
             self._answers[(name, ref)] = found
         return found
 
@@ -370,6 +372,8 @@ class LiveReader:
             connection.close()
 
 
+# answers a LiveReader keeps between SQLite commits; requests choose the refs' spellings
+MAX_KEPT_ANSWERS = 1024
 # what a kept connection that died raises: through SQLAlchemy, or from the pragma on sqlite3
 _LOST_CONNECTION = (exc.DBAPIError, sqlite3.Error)
 
