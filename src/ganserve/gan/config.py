@@ -264,8 +264,9 @@ class TrainConfig:
     )  # fmt: skip
     architecture: str = setting(
         "mlp",
-        "mlp = the reference MLP GAN; dcgan = convolutional (8-64 px images); cyclegan = "
-        "image-to-image translation between dataset and dataset_b (8-256 px).",
+        "mlp = the reference MLP GAN; dcgan = convolutional (8-64 px images; on a CPU "
+        "several times slower per step than mlp); cyclegan = image-to-image translation "
+        "between dataset and dataset_b (8-256 px).",
         label="Architecture", choices=ARCHITECTURES, basic=True,
     )  # fmt: skip
     loss: str = setting(
