@@ -1376,6 +1376,9 @@ async function jobView(ctx) {
       status.className = `badge status-${job.status}`;
       if (TERMINAL.has(job.status)) {
         stop();
+        // nothing left to cancel: hidden now, not after the reload below returns
+        cancelButton.hidden = true;
+        cancelButton.disabled = true;
         streamState.dataset.stream = "closed";
         streamState.textContent = `Finished (${events} events).`;
         await reloadJob().catch(() => {});
