@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import copy
 import io
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 from ganserve.gan import sample as pipeline
-from ganserve.gan.config import ModelSpec
+from ganserve.gan.bundle import module_tensors
+from ganserve.gan.checkpoint import export_generator, load_generator
+from ganserve.gan.config import ModelSpec, TrainConfig
 from ganserve.gan.errors import ConfigError
 from ganserve.gan.models import Generator
 from ganserve.gan.sample import (
@@ -19,6 +23,7 @@ from ganserve.gan.sample import (
     sample_png,
     upscale,
 )
+from ganserve.gan.state import build_state
 
 SPEC = ModelSpec("mlp", 1, 8, 16, "normal")
 COND = ModelSpec("mlp", 3, 8, 16, "normal", num_classes=10)
@@ -203,3 +208,59 @@ def test_generate_restores_training_mode_and_keeps_gradients_off() -> None:
     images = pipeline.generate(g, z)
     assert g.training and images.dtype == torch.uint8 and not images.requires_grad
     assert torch.equal(images, pipeline.generate(g.eval(), z))
+
+
+def test_transposed_dense_weights_keep_every_pass_bits_and_values() -> None:
+    for spec in (DIGITS_COND, ModelSpec("dcgan", 1, 16, 16, "normal", dcgan_width=8)):
+        stored = _generator(spec)
+        moved = copy.deepcopy(stored)
+        dense = [m for m in moved.modules() if isinstance(m, torch.nn.Linear)]
+        assert pipeline.transpose_dense_weights(moved) == len(dense) > 0
+        for layer, before in zip(
+            dense, [m for m in stored.modules() if isinstance(m, torch.nn.Linear)], strict=True
+        ):
+            assert not layer.weight.is_contiguous()  # (in, out) in memory
+            assert layer.weight.t().is_contiguous()
+            assert torch.equal(layer.weight, before.weight)  # the same values
+        labels = [i % 10 for i in range(100)] if spec.conditional else None
+        z, y = make_noise(list(range(100)), spec, None, labels)
+        for count in (1, 3, 4, 9, 16, 40, 64, 100):  # every pass size and padding
+            assert torch.equal(
+                pipeline.generate(moved, z[:count], None if y is None else y[:count]),
+                pipeline.generate(stored, z[:count], None if y is None else y[:count]),
+            )
+        # the checkpoint writer's tensors are contiguous again: an export of it loads
+        assert all(t.is_contiguous() for t in module_tensors(moved).values())
+
+
+def test_a_layer_whose_transposed_layout_computes_other_bits_keeps_its_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    linear = torch.nn.functional.linear
+
+    def layout_dependent(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = linear(x, weight, bias)
+        return out if weight.is_contiguous() else out + 1e-6  # as another kernel could round
+
+    generator = _generator(DIGITS)
+    monkeypatch.setattr(torch.nn.functional, "linear", layout_dependent)
+    assert pipeline.transpose_dense_weights(generator) == 0
+    assert all(
+        m.weight.is_contiguous() for m in generator.modules() if isinstance(m, torch.nn.Linear)
+    )
+
+
+def test_an_exported_generator_loads_transposed_and_samples_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    state = build_state(TrainConfig(device="cpu"), DIGITS, torch.device("cpu"))
+    export_generator(state, tmp_path, "digits")
+    trained = state.generator_ema
+    loaded = load_generator(tmp_path).generator
+    dense = [m for m in loaded.modules() if isinstance(m, torch.nn.Linear)]
+    assert dense and not any(m.weight.is_contiguous() for m in dense)
+    seeds = list(range(70))
+    assert sample_png(loaded, seeds, nrow=10) == sample_png(trained, seeds, nrow=10)
+    assert sample_png(loaded, [5]) == sample_png(trained, [5])
