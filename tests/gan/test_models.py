@@ -98,3 +98,31 @@ def test_a_conditional_discriminator_feeds_the_class_spread_to_its_head() -> Non
     assert d.spread is not None and d.head.linear.in_features == 256 + 1
     assert d.head.embed is not None and float(d.head.embed.weight.detach().abs().sum()) == 0.0
     assert Discriminator(ModelSpec("mlp", 1, 8, 16, "normal")).spread is None
+
+
+@pytest.mark.parametrize(
+    ("architecture", "size", "conditional", "layout"),
+    [
+        ("mlp", 8, False, 2),
+        ("mlp", 28, True, 2),
+        ("dcgan", 8, True, 2),
+        ("dcgan", 16, False, 1),
+        ("dcgan", 28, True, 1),
+    ],  # fmt: skip
+)
+def test_the_unhooked_forward_computes_the_forwards_bits(
+    architecture: str, size: int, conditional: bool, layout: int
+) -> None:
+    spec = ModelSpec(
+        architecture, 1, size, 16, "normal", 10 if conditional else 0, 8, dcgan_layout=layout
+    )
+    g, _ = build_models(spec)
+    g.eval()
+    for rows in (1, 4, 16):
+        z = torch.randn(rows, 16)
+        labels = torch.arange(rows) % 10 if conditional else None
+        with torch.inference_mode():
+            assert torch.equal(g.forward_unhooked(z, labels), g(z, labels))
+    if conditional:
+        with pytest.raises(ValueError, match="needs labels"):
+            g.forward_unhooked(torch.randn(2, 16))

@@ -264,3 +264,17 @@ def test_an_exported_generator_loads_transposed_and_samples_the_same_bytes(
     seeds = list(range(70))
     assert sample_png(loaded, seeds, nrow=10) == sample_png(trained, seeds, nrow=10)
     assert sample_png(loaded, [5]) == sample_png(trained, [5])
+
+
+def test_a_hooked_generator_is_called_with_its_hooks() -> None:
+    generator = _generator(DIGITS)
+    z, _ = make_noise(list(range(5)), DIGITS)
+    unhooked = pipeline.generate(generator, z)
+    seen: list[tuple[int, ...]] = []
+    hook = generator.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape))
+    try:
+        hooked = pipeline.generate(generator, z)
+    finally:
+        hook.remove()
+    assert seen == [(8, 100)]  # one padded 8-row pass, through nn.Module's call
+    assert torch.equal(hooked, unhooked)

@@ -278,7 +278,9 @@ def _forward(
                 z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
                 if y_rows is not None:
                     y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
-            parts.append(to_uint8(generator(z_rows, y_rows)[:rows]))
+            hooked = generator._forward_hooks or generator._forward_pre_hooks
+            run = generator if hooked else generator.forward_unhooked
+            parts.append(to_uint8(run(z_rows, y_rows)[:rows]))
     if not parts:
         _, h, w = generator.spec.image_shape
         return torch.empty(0, h, w, generator.spec.channels, dtype=torch.uint8)
