@@ -16,7 +16,7 @@ function that does it; what no wrapper covers is computed as a difference:
 - batcher + thread hop: `answer.samples_png` minus what runs in the worker thread (`respond`):
   the coalescing queue, the hop to the thread pool and back, the future;
 - in the thread: registry read (`GeneratorCache.resolve`), checks + headers + ETag
-  (`PngRequest.headers`), noise (`make_noise`), the forward passes (forward hooks on the
+  (`PngRequest.headers`), noise (`make_noise`), the forward passes (a wrapper on the
   generator: their count and shapes), uint8 + copy (`to_uint8`), grid + PNG encode
   (`picture_png`), and the rest of `respond`;
 - outside the app, measured on their own: uvicorn's access log line (JSON, as `ganserve api`
