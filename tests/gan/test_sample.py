@@ -278,3 +278,19 @@ def test_a_hooked_generator_is_called_with_its_hooks() -> None:
         hook.remove()
     assert seen == [(8, 100)]  # one padded 8-row pass, through nn.Module's call
     assert torch.equal(hooked, unhooked)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_to_uint8_rounds_half_to_even_and_clamps_as_torch_does(channels: int) -> None:
+    rng = torch.Generator().manual_seed(11)
+    images = torch.rand(6, channels, 9, 7, generator=rng) * 2.4 - 1.2  # a little past [-1, 1]
+    flat = images.view(-1)
+    flat[:256] = (torch.arange(256, dtype=torch.float32) + 0.5) / 127.5 - 1.0  # near halves
+    flat[256:264] = torch.tensor([-1.0, 1.0, 0.0, -0.0, 1e-8, -1e-8, 0.99999994, -0.99999994])
+    expected = ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    pixels = pipeline.to_uint8(images)
+    assert pixels.shape == (6, 9, 7, channels) and pixels.dtype == torch.uint8
+    assert torch.equal(pixels, expected.permute(0, 2, 3, 1))
+    assert pixels.is_contiguous()
+    nchw = pixels.permute(0, 3, 1, 2).reshape(-1)
+    assert nchw[258] == 128 and nchw[256] == 0 and nchw[257] == 255  # 0 -> 127.5 -> even 128
