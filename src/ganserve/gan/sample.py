@@ -288,8 +288,10 @@ def _forward(
                 z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
                 if y_rows is not None:
                     y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
+            # a hooked module, or one without it (a stand-in generator), runs through its call
+            unhooked = getattr(generator, "forward_unhooked", None)
             hooked = generator._forward_hooks or generator._forward_pre_hooks
-            run = generator if hooked else generator.forward_unhooked
+            run = generator if hooked or unhooked is None else unhooked
             parts.append(to_uint8(run(z_rows, y_rows)[:rows]))
     if not parts:
         _, h, w = generator.spec.image_shape
