@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import uvloop
 from fastapi import APIRouter, FastAPI, Request, Response
+from starlette.types import Message
 
 from ganserve.gan import png
 from ganserve.gan.config import ModelSpec
@@ -87,10 +88,10 @@ def asgi_get(app: FastAPI, path: str) -> Callable[[], Any]:
         "client": ("127.0.0.1", 1),
     }  # fmt: skip
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             assert message["status"] == 200, message
 
