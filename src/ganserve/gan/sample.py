@@ -279,6 +279,10 @@ def _forward(
 ) -> torch.Tensor:
     count = z.shape[0]
     parts: list[torch.Tensor] = []
+    # a hooked module, or one without it (a stand-in generator), runs through its call
+    unhooked = getattr(generator, "forward_unhooked", None)
+    hooked = generator._forward_hooks or generator._forward_pre_hooks
+    run = generator if hooked or unhooked is None else unhooked
     with torch.inference_mode():
         for start, size in plan(count, exact_sizes(generator, device)):
             z_rows = z[start : start + size]
@@ -288,10 +292,6 @@ def _forward(
                 z_rows = torch.cat([z_rows, z_rows.new_zeros(size - rows, z.shape[1])])
                 if y_rows is not None:
                     y_rows = torch.cat([y_rows, y_rows.new_zeros(size - rows)])
-            # a hooked module, or one without it (a stand-in generator), runs through its call
-            unhooked = getattr(generator, "forward_unhooked", None)
-            hooked = generator._forward_hooks or generator._forward_pre_hooks
-            run = generator if hooked or unhooked is None else unhooked
             parts.append(to_uint8(run(z_rows, y_rows)[:rows]))
     if not parts:
         _, h, w = generator.spec.image_shape
@@ -365,14 +365,14 @@ def transpose_dense_weights(generator: Generator) -> int:
     """Store each dense layer's weight transposed where every pass size keeps its bits.
 
     For a generator loaded for sampling (`checkpoint.load_generator`), never for one being
-    trained. nn.Linear computes x @ W.T with W stored (out, in) row-major: a CPU BLAS then
-    repacks the whole weight on every call. Stored as the transposed view of an (in, out)
-    matrix (the same values, another memory layout), it multiplies W.T as it lies: for the
-    reference MLP a 4-row pass took 0.79 -> 0.69 ms at 1 thread, larger passes about the same
-    (bench/README.md). Checked per layer, on the device and at the torch thread count of the
-    call: every size of PASS_SIZES must give each row the bits the stored layout gives it (on
-    random rows; kernels do not branch on values), so no image's bytes change. A layer that
-    fails keeps its layout. Returns the number of layers changed.
+    trained. nn.Linear computes x @ W.T with W stored (out, in) row-major, so the CPU BLAS
+    gets a transposed operand. Stored as the transposed view of an (in, out) matrix (the same
+    values, another memory layout), W.T reaches it row-major: for the reference MLP a 4-row
+    pass took 865 -> 754 us at 1 thread, larger passes about the same (bench/README.md).
+    Checked per layer, on the device and at the torch thread count of the call: every size
+    of PASS_SIZES must give each row the bits the stored layout gives it (on random rows;
+    kernels do not branch on values), so no image's bytes change. A layer that fails keeps
+    its layout. Returns the number of layers changed.
     """
     changed = 0
     rng = torch.Generator().manual_seed(_CHECK_SEED)

@@ -104,9 +104,9 @@ class Batcher(Generic[T, R]):
         self._running = 0  # batches in the pool
         self._expected = 1  # items in flight when the last batch ended: the next batch's goal
         # A dispatch waiting on the event loop: the next turn's (call_soon), or a linger's end
-        # (call_later). Plain callbacks, no tasks: a lone request pays for one hop and no more.
+        # (call_at). Plain callbacks, no tasks: a lone request pays for one hop and no more.
         self._pending: asyncio.Handle | None = None
-        self._linger_until: float | None = None  # set while a linger's call_later is pending
+        self._linger_until: float | None = None  # set while a linger's call_at is pending
 
     @property
     def idle(self) -> bool:
